@@ -1,0 +1,5 @@
+# The project is described in pyproject.toml; this file only wires the cffi C
+# modules into the setuptools build (cffi_modules has no pyproject.toml spelling).
+from setuptools import setup
+
+setup(cffi_modules=["cffi_build/build_dataplane.py:ffibuilder"])

@@ -1,0 +1,235 @@
+"""The management console protocol of vde_switch (vde-protocol.md §4), without I/O.
+
+A CommandTable holds the commands each module registers next to its own state
+(ports.py registers port/*, mac_table.py hash/*, ...). A ConsoleSession turns the
+bytes a console client sends into the bytes to send back, with vde_switch's framing:
+banner, "\\nvde$ " prompt, "0000 DATA END WITH '.'" blocks, "1000 Success" or
+"1<errno> <strerror>", "9999 END OF SESSION". Nothing a client sends can raise out of
+a session: unknown commands, bad arguments and over-long lines become error replies.
+"""
+from __future__ import annotations
+
+import errno
+import os
+from dataclasses import dataclass, field
+from typing import Callable
+
+PROMPT = b"\nvde$ "
+DATA_HEADER = "0000 DATA END WITH '.'"
+END_OF_SESSION = b"9999 END OF SESSION"
+MAX_LINE = 1024
+
+
+class CommandError(Exception):
+    """A command failed: errno selects the reply line `1<errno> <strerror(errno)>`."""
+
+    def __init__(self, code: int, detail: str = ""):
+        super().__init__(detail or os.strerror(code))
+        self.code = code
+
+
+def bad_argument(detail: str = "") -> CommandError:
+    return CommandError(errno.EINVAL, detail)
+
+
+@dataclass
+class Context:
+    """What a command handler gets: its argument, the lines of its data block, its session."""
+    arg: str
+    out: list[str]
+    session: "ConsoleSession | None"
+    raw: list[str] = field(default_factory=list)   # text before the data block (load's echo)
+
+    def int_arg(self, default: int | None = None) -> int:
+        if not self.arg:
+            if default is None:
+                raise bad_argument("missing number")
+            return default
+        try:
+            return int(self.arg, 10)
+        except ValueError:
+            raise bad_argument(f"'{self.arg}' is not a number") from None
+
+    def int_args(self, count: int) -> list[int]:
+        words = self.arg.split()
+        if len(words) != count:
+            raise bad_argument(f"expected {count} numbers")
+        try:
+            return [int(w, 10) for w in words]
+        except ValueError:
+            raise bad_argument("not a number") from None
+
+
+Handler = Callable[[Context], None]
+
+
+@dataclass(frozen=True)
+class Command:
+    path: str
+    syntax: str
+    help: str
+    handler: Handler | None   # None: a menu header
+    data: bool = False        # replies with a data block
+
+
+@dataclass
+class CommandTable:
+    commands: list[Command] = field(default_factory=list)
+
+    def menu(self, path: str, help: str) -> None:
+        self.commands.append(Command(path, "============", help, None))
+
+    def add(self, path: str, syntax: str, help: str, handler: Handler, data: bool = False) -> None:
+        self.commands.append(Command(path, syntax, help, handler, data))
+
+    def command(self, path: str, syntax: str = "", help: str = "", data: bool = False):
+        """Decorator form of add()."""
+        def register(fn: Handler) -> Handler:
+            self.add(path, syntax, help, fn, data)
+            return fn
+        return register
+
+    def find(self, line: str) -> tuple[Command, str] | None:
+        """The first registered command whose path is a prefix of line (vde_switch's rule)."""
+        for cmd in self.commands:
+            if cmd.handler is not None and line.startswith(cmd.path):
+                return cmd, line[len(cmd.path):].lstrip(" \t")
+        return None
+
+    def help_lines(self, prefix: str) -> list[str]:
+        lines = [f"{'COMMAND PATH':<18} {'SYNTAX':<15} HELP",
+                 f"{'------------':<18} {'--------------':<15} ------------"]
+        for cmd in self.commands:
+            if cmd.path.startswith(prefix):
+                lines.append(f"{cmd.path:<18} {cmd.syntax:<15} {cmd.help}")
+        return lines
+
+
+@dataclass(frozen=True)
+class Reply:
+    text: bytes
+    action: str | None = None   # None, "logout" or "shutdown"
+
+
+def status_line(code: int) -> str:
+    return "1000 Success\n" if code == 0 else f"1{code:03d} {os.strerror(code)}\n"
+
+
+def execute(table: CommandTable, line: str, session: "ConsoleSession | None" = None) -> Reply:
+    """Runs one command line and returns its reply (without the prompt)."""
+    line = line.lstrip(" \t")
+    if not line or line.startswith("#"):
+        return Reply(b"")
+    found = table.find(line)
+    if found is None:
+        return Reply(status_line(errno.ENOSYS).encode())
+    cmd, arg = found
+    ctx = Context(arg.rstrip(" \t"), [], session)
+    try:
+        cmd.handler(ctx)
+        code = 0
+    except CommandError as e:
+        code = e.code
+    except SessionEnd as end:
+        return Reply(END_OF_SESSION, end.action)
+    text = "".join(ctx.raw)
+    if cmd.data:
+        text += DATA_HEADER + "\n" + "".join(f"{ln}\n" for ln in ctx.out) + ".\n"
+    return Reply((text + status_line(code)).encode())
+
+
+MAX_LOAD_DEPTH = 8
+_load_depth = 0
+
+
+def run_script(table: CommandTable, path: str, session: "ConsoleSession | None" = None
+               ) -> tuple[str, str | None]:
+    """Runs each command line of a file, as `load` and rc files do.
+
+    Returns the transcript vde_switch prints (each line echoed as `vde[PATH]: LINE`
+    followed by its reply) and "shutdown" if a line asked for it. Raises OSError if
+    the file cannot be read, CommandError(ELOOP) if scripts nest too deeply."""
+    global _load_depth
+    if _load_depth >= MAX_LOAD_DEPTH:
+        raise CommandError(errno.ELOOP, f"scripts nested more than {MAX_LOAD_DEPTH} deep")
+    with open(path, encoding="utf-8", errors="replace") as f:
+        lines = f.read().splitlines()
+    out: list[str] = []
+    _load_depth += 1
+    try:
+        for line in lines:
+            stripped = line.strip()
+            if not stripped or stripped.startswith("#"):
+                continue
+            out.append(f"vde[{path}]: {stripped}\n")
+            reply = execute(table, stripped, session)
+            if reply.action == "shutdown":
+                return "".join(out), "shutdown"
+            if reply.action is None:
+                out.append(reply.text.decode("utf-8", "replace"))
+    finally:
+        _load_depth -= 1
+    return "".join(out), None
+
+
+class SessionEnd(Exception):
+    """Raised by logout/shutdown handlers to end the session."""
+
+    def __init__(self, action: str):
+        super().__init__(action)
+        self.action = action
+
+
+class ConsoleSession:
+    """One console client: bytes in, bytes and actions out.
+
+    Lines end with "\\n" ("\\r\\n" is accepted). A line longer than MAX_LINE gets
+    `1007 Argument list too long` and is skipped up to its end. At end of input a
+    last line without newline is still executed (so `printf help | socat ...` works).
+    """
+
+    def __init__(self, table: CommandTable, prompt: bytes = PROMPT, on_stdin: bool = False):
+        self.table = table
+        self.prompt = prompt
+        self.on_stdin = on_stdin
+        self.closed = False
+        self._buf = b""
+        self._skipping = False
+        self.subscriptions: set[str] = set()
+
+    def _run(self, raw: bytes) -> list[Reply]:
+        line = raw.rstrip(b"\r").decode("utf-8", "replace")
+        reply = execute(self.table, line, self)
+        if reply.action == "logout" and self.on_stdin:
+            return [Reply(self.prompt)]   # vde_switch ignores logout on its stdin console
+        if reply.action:
+            self.closed = True
+            return [reply]
+        return [Reply(reply.text + self.prompt)]
+
+    def receive(self, data: bytes) -> list[Reply]:
+        replies: list[Reply] = []
+        self._buf += data
+        while not self.closed:
+            nl = self._buf.find(b"\n")
+            if nl < 0:
+                if len(self._buf) > MAX_LINE:
+                    self._buf = b""
+                    if not self._skipping:
+                        self._skipping = True
+                        replies.append(Reply(status_line(errno.E2BIG).encode() + self.prompt))
+                break
+            raw, self._buf = self._buf[:nl], self._buf[nl + 1:]
+            if self._skipping or nl > MAX_LINE:
+                if not self._skipping:
+                    replies.append(Reply(status_line(errno.E2BIG).encode() + self.prompt))
+                self._skipping = False
+                continue
+            replies.extend(self._run(raw))
+        return replies
+
+    def end_of_input(self) -> list[Reply]:
+        raw, self._buf = self._buf, b""
+        if raw.strip() and not self._skipping and not self.closed:
+            return self._run(raw)
+        return []

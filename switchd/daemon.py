@@ -1,0 +1,70 @@
+"""Process set-up around the switch: logging, daemonizing, the pid file.
+
+Kept apart so the switch itself knows nothing about how its process was started.
+"""
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import os
+import sys
+
+
+def setup_logging(daemon: bool, name: str) -> None:
+    root = logging.getLogger()
+    root.handlers.clear()
+    if daemon and os.path.exists("/dev/log"):
+        handler: logging.Handler = logging.handlers.SysLogHandler(
+            "/dev/log", facility=logging.handlers.SysLogHandler.LOG_DAEMON)
+        handler.setFormatter(logging.Formatter(f"{name}[%(process)d]: %(message)s"))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(f"%(asctime)s {name}: %(message)s", "%H:%M:%S"))
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
+def daemonize() -> None:
+    """Detaches like daemon(0, 0): new session, cwd /, standard streams on /dev/null.
+
+    The parent exits only after the child is set up, so when `pyvde-switch -d`
+    returns, the switch's sockets (created before this call) already accept clients."""
+    r, w = os.pipe()
+    if os.fork() > 0:
+        os.close(w)
+        ok = os.read(r, 1)
+        os._exit(0 if ok == b"1" else 1)
+    os.close(r)
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)
+    os.chdir("/")
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    if null > 2:
+        os.close(null)
+    os.write(w, b"1")
+    os.close(w)
+
+
+class PidFile:
+    """Written with O_EXCL like vde_switch's; removed at exit."""
+
+    def __init__(self, path: str):
+        self.path = os.path.abspath(path)
+        self.written = False
+
+    def write(self) -> None:
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{os.getpid()}\n")
+        self.written = True
+
+    def remove(self) -> None:
+        if self.written:
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+            self.written = False

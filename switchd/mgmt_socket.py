@@ -1,0 +1,127 @@
+"""Where console sessions come from: the -M management socket and standard input.
+
+Only moves bytes between clients and console.ConsoleSession; every decision about
+commands and replies is made there. Any number of socket sessions run at once; a slow
+or vanished client only ends its own session.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+
+import trio
+
+from .console import ConsoleSession
+from .control_socket import listen_unix
+
+log = logging.getLogger("pyvde-switch")
+
+
+class MgmtSocket:
+    def __init__(self, switch, path: str, mode: int, gid: int):
+        self.switch = switch
+        self.path = path
+        self.mode = mode
+        self.gid = gid
+        self.listener = None
+        self.sessions = 0
+
+    def open(self) -> None:
+        self.listener = listen_unix(self.path, self.mode, self.gid)
+
+    def close(self) -> None:
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+
+    async def serve(self) -> None:
+        listener = trio.socket.from_stdlib_socket(self.listener.dup())
+        async with trio.open_nursery() as nursery:
+            with listener:
+                while True:
+                    try:
+                        conn, _ = await listener.accept()
+                    except OSError as e:
+                        log.error("accept on %s failed: %s", self.path, e.strerror)
+                        await trio.sleep(0.1)
+                        continue
+                    nursery.start_soon(self._session, conn)
+
+    async def _session(self, conn) -> None:
+        session = self.switch.new_console_session()
+        self.sessions += 1
+        try:
+            async with trio.SocketStream(conn) as stream:
+                await stream.send_all(self.switch.banner().encode())
+                await stream.send_all(session.prompt)
+                while not session.closed:
+                    data = await stream.receive_some(4096)
+                    replies = session.receive(data) if data else session.end_of_input()
+                    for reply in replies:
+                        await stream.send_all(reply.text)
+                        if reply.action == "shutdown":
+                            log.info("shutdown requested on the management console")
+                            self.switch.request_shutdown()
+                    if not data:
+                        break
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+            pass     # the client went away; its session simply ends
+        except Exception:
+            log.exception("console session: internal error; session closed")
+        finally:
+            self.sessions -= 1
+            self.switch.end_console_session(session)
+
+
+async def serve_stdin(switch) -> None:
+    """vde_switch's console on standard input (§4.4): no banner; the prompt only on a tty.
+
+    stdin is read by a helper thread with blocking reads, so the terminal's file status
+    flags are never changed. End of input on a terminal (Ctrl-D) stops the switch, as
+    vde_switch does; end of a pipe or /dev/null only ends this console (vde_switch would
+    exit, which surprises everyone who starts it in the background).
+    """
+    tty = os.isatty(0)
+    session = ConsoleSession(switch.commands, prompt=b"\nvde$ " if tty else b"", on_stdin=True)
+    send, receive = trio.open_memory_channel(16)
+    token = trio.lowlevel.current_trio_token()
+
+    def reader() -> None:
+        while True:
+            try:
+                data = os.read(0, 4096)
+            except OSError:
+                data = b""
+            try:
+                trio.from_thread.run(send.send, data, trio_token=token)
+            except (trio.RunFinishedError, trio.Cancelled):
+                return
+            if not data:
+                return
+
+    threading.Thread(target=reader, name="stdin-console", daemon=True).start()
+    out = sys.stdout.buffer
+    if tty:
+        out.write(session.prompt.lstrip(b"\n"))
+        out.flush()
+    async with receive:
+        async for data in receive:
+            replies = session.receive(data) if data else session.end_of_input()
+            for reply in replies:
+                out.write(reply.text)
+                out.flush()
+                if reply.action == "shutdown":
+                    switch.request_shutdown()
+            if not data:
+                break
+    if tty:
+        log.info("EOF on stdin, cleaning up and exiting")
+        switch.request_shutdown()
+    else:
+        log.debug("standard input ended; the switch keeps running")

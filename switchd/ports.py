@@ -1,0 +1,227 @@
+"""Ports and their endpoints (vde-protocol.md §1.11): allocation, access control, printing.
+
+PortTable is pure bookkeeping: which ports exist, which are allocatable, who may use
+them and which endpoints are plugged in. It never touches sockets; the switch tells
+the data plane what changed. Port numbers run 0..numports: port 0 plus numports
+client ports, as in vde_switch since its 2026 off-by-one fix (Debian's 2.3.2 offered
+one port less).
+"""
+from __future__ import annotations
+
+import errno
+import pwd
+import grp
+from dataclasses import dataclass, field
+
+from .console import CommandError, Context
+
+
+class PortError(CommandError):
+    """A port request that cannot be satisfied; str() says why."""
+
+
+@dataclass
+class Endpoint:
+    id: int                 # "endpoint ID": the control connection's fd, as in vde_switch
+    port: int
+    uid: int
+    description: str
+    module: str = "unix prog"
+    data_path: str = ""
+    dp_id: int = -1         # the data plane's endpoint id
+
+
+@dataclass
+class Port:
+    number: int
+    allocatable: bool = True
+    acl_user: int | None = None     # port/setuser
+    acl_group: int | None = None    # port/setgroup
+    user: int | None = None         # the current user, set by the first endpoint
+    endpoints: list[Endpoint] = field(default_factory=list)   # newest first
+
+    @property
+    def active(self) -> bool:
+        return bool(self.endpoints)
+
+
+def user_name(uid: int | None) -> str:
+    if uid is None or uid < 0:
+        return "NONE"
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def group_name(gid: int | None) -> str:
+    if gid is None or gid < 0:
+        return "NONE"
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
+class PortTable:
+    def __init__(self, numports: int):
+        self.numports = numports
+        self.ports: dict[int, Port] = {}
+
+    # --- queries
+    def get(self, number: int) -> Port | None:
+        return self.ports.get(number)
+
+    def in_range(self, number: int) -> bool:
+        return 0 <= number <= self.numports
+
+    def endpoints(self) -> list[Endpoint]:
+        return [ep for n in sorted(self.ports) for ep in self.ports[n].endpoints]
+
+    def find_endpoint(self, port: int, endpoint_id: int) -> Endpoint | None:
+        p = self.ports.get(port)
+        return next((ep for ep in p.endpoints if ep.id == endpoint_id), None) if p else None
+
+    # --- access control
+    @staticmethod
+    def may_use(port: Port, uid: int, gids: frozenset[int]) -> bool:
+        if uid == 0:
+            return True
+        if port.active:
+            return port.user == uid
+        if port.acl_user is None and port.acl_group is None:
+            return True
+        return port.acl_user == uid or (port.acl_group is not None and port.acl_group in gids)
+
+    # --- allocation
+    def choose(self, requested: int | None, uid: int, gids: frozenset[int] = frozenset()) -> int:
+        """The port a request gets; raises PortError naming the reason."""
+        if requested is None:
+            for n in range(1, self.numports + 1):
+                p = self.ports.get(n)
+                if p is None or (not p.active and p.allocatable and self.may_use(p, uid, gids)):
+                    return n
+            raise PortError(errno.ENOMEM, f"no free port (all {self.numports} ports are in use"
+                                          " or reserved)")
+        if not self.in_range(requested):
+            raise PortError(errno.EINVAL, f"port {requested} out of range (0..{self.numports})")
+        p = self.ports.get(requested)
+        if p is not None and not self.may_use(p, uid, gids):
+            if p.active:
+                raise PortError(errno.EADDRINUSE, f"port {requested} is in use by user "
+                                                  f"{user_name(p.user)}")
+            raise PortError(errno.EPERM, f"port {requested} is reserved for user "
+                            f"{user_name(p.acl_user)} / group {group_name(p.acl_group)}")
+        return requested
+
+    def attach(self, ep: Endpoint) -> bool:
+        """Plugs ep into its port (created if needed); True if the port just became active."""
+        p = self.ports.get(ep.port)
+        if p is None:
+            p = self.ports[ep.port] = Port(ep.port)
+        became_active = not p.active
+        if became_active:
+            p.user = ep.uid
+        p.endpoints.insert(0, ep)
+        return became_active
+
+    def detach(self, ep: Endpoint) -> bool:
+        """Unplugs ep; True if its port has no endpoint left."""
+        p = self.ports[ep.port]
+        p.endpoints.remove(ep)
+        if not p.active:
+            p.user = None
+            return True
+        return False
+
+    # --- console-driven changes
+    def create(self, number: int, allocatable: bool = False) -> Port:
+        if not 1 <= number <= self.numports:
+            raise PortError(errno.EINVAL, f"port {number} out of range (1..{self.numports})")
+        if number in self.ports:
+            raise PortError(errno.EEXIST, f"port {number} exists")
+        p = self.ports[number] = Port(number, allocatable=allocatable)
+        return p
+
+    def remove(self, number: int) -> None:
+        p = self.ports.get(number)
+        if p is None:
+            raise PortError(errno.ENXIO, f"port {number} does not exist")
+        if p.active:
+            raise PortError(errno.EADDRINUSE, f"port {number} is active")
+        del self.ports[number]
+
+    def set_numports(self, n: int) -> None:
+        if n <= 0:
+            raise PortError(errno.EINVAL, "the number of ports must be positive")
+        if any(num > n for num, p in self.ports.items() if p.active):
+            raise PortError(errno.EADDRINUSE, "an active port is beyond the new size")
+        for num in [num for num in self.ports if num > n]:
+            del self.ports[num]
+        self.numports = n
+
+
+def format_port(p: Port, untagged_vlan: int, stats) -> list[str]:
+    """port/print's lines for one port (vde-protocol.md §4.6)."""
+    lines = [
+        f"Port {p.number:04d} untagged_vlan={untagged_vlan:04d} {'' if p.active else 'IN'}ACTIVE"
+        f" - {'' if p.allocatable else 'NOT '}Unnamed Allocatable",
+        f" Current User: {user_name(p.user)} Access Control: (User: {user_name(p.acl_user)}"
+        f" - Group: {group_name(p.acl_group)})",
+        f" IN:  pkts {stats.in_frames:10d}          bytes {stats.in_bytes:20d}",
+        f" OUT: pkts {stats.out_frames:10d}          bytes {stats.out_bytes:20d}",
+    ]
+    for ep in p.endpoints:
+        lines.append(f"  -- endpoint ID {ep.id:04d} module {ep.module:<12}: {ep.description}")
+    return lines
+
+
+def register_commands(table, switch) -> None:
+    """port/* console commands; they read this module's PortTable and the data plane."""
+    ports: PortTable = switch.ports
+    dp = switch.dataplane
+
+    table.menu("port", "PORT STATUS MENU")
+
+    @table.command("port/showinfo", "", "show port info", data=True)
+    def showinfo(ctx: Context) -> None:
+        ctx.out += [f"Numports={ports.numports}", f"HUB={'true' if dp.hub else 'false'}",
+                    "counters=true"]
+
+    @table.command("port/sethub", "0/1", "1=HUB 0=switch")
+    def sethub(ctx: Context) -> None:
+        dp.hub = ctx.int_arg() != 0
+
+    def print_ports(ctx: Context, show_inactive: bool) -> None:
+        if ctx.arg:
+            n = ctx.int_arg()
+            p = ports.get(n)
+            if p is None or (not show_inactive and not p.active):
+                raise CommandError(errno.ENXIO)
+            selected = [p]
+        else:
+            selected = [ports.ports[n] for n in sorted(ports.ports)
+                        if show_inactive or ports.ports[n].active]
+        for p in selected:
+            ctx.out += format_port(p, dp.untagged(p.number), dp.port_stats(p.number))
+
+    table.add("port/print", "[N]", "print the port/endpoint table",
+              lambda ctx: print_ports(ctx, False), data=True)
+    table.add("port/allprint", "[N]", "print the port/endpoint table (including inactive port)",
+              lambda ctx: print_ports(ctx, True), data=True)
+
+    @table.command("port/resetcounter", "[N]", "reset the port (N) counters")
+    def resetcounter(ctx: Context) -> None:
+        if ctx.arg:
+            n = ctx.int_arg()
+            if not ports.in_range(n):
+                raise CommandError(errno.EINVAL)
+            dp.reset_stats(n)
+        else:
+            dp.reset_stats()
+
+    @table.command("port/epclose", "N ID", "remove the endpoint port N/id ID")
+    def epclose(ctx: Context) -> None:
+        port, ep_id = ctx.int_args(2)
+        if not switch.close_endpoint(port, ep_id):
+            raise CommandError(errno.ENXIO)

@@ -1,0 +1,239 @@
+"""The switch: wires the control socket, ports, data plane and consoles together.
+
+Owns the lifetime (start, run under trio, clean shutdown that removes every file it
+made) and the two operations that cross modules: plugging an endpoint in (port
+choice, data socket, data plane) and unplugging it.
+"""
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import secrets
+import signal
+import time
+
+import trio
+
+from . import console, control_socket, mac_table, ports
+from .console import CommandTable, ConsoleSession, Context, SessionEnd
+from .control_request import Request
+from .control_socket import ControlSocket, StartupError
+from .dataplane import DataPlane
+from .mgmt_socket import MgmtSocket, serve_stdin
+from .options import VERSION, Options
+from .permissions import GroupError, Permissions
+from .ports import Endpoint, PortTable
+
+log = logging.getLogger("pyvde-switch")
+
+
+class Switch:
+    def __init__(self, opts: Options):
+        self.opts = opts
+        try:
+            self.perms = Permissions.from_options(opts.mode, opts.dirmode, opts.group,
+                                                  opts.mgmtmode, opts.mgmtgroup)
+        except GroupError as e:
+            raise StartupError(str(e)) from None
+        self.mac = opts.macaddr or b"\x00\xff" + secrets.token_bytes(4)
+        self.started = time.monotonic()
+        self.ports = PortTable(opts.numports)
+        self.dataplane = DataPlane(opts.numports + 1, opts.maxframe, opts.hashsize)
+        self.dataplane.hub = opts.hub
+        self.table_times = mac_table.TableTimes()
+        self.control = ControlSocket(self, os.path.abspath(opts.sock), self.perms,
+                                     opts.handshake_timeout)
+        self.mgmt = (MgmtSocket(self, os.path.abspath(opts.mgmt), self.perms.mgmt_mode,
+                                self.perms.mgmt_gid) if opts.mgmt else None)
+        self.sessions: set[ConsoleSession] = set()
+        self._shutdown = None
+        self._shutdown_requested = False
+        self.commands = self._build_commands()
+
+    # --- files
+    def open(self) -> None:
+        """Creates the control directory, ctl and mgmt sockets; StartupError says what failed."""
+        self.control.open()
+        if self.mgmt:
+            try:
+                self.mgmt.open()
+            except StartupError:
+                self.control.close()
+                raise
+
+    def close(self) -> None:
+        """Removes every file the switch made and frees the data plane."""
+        self.dataplane.stop()
+        for ep in self.ports.endpoints():
+            self.unplug(ep)
+        self.control.close()
+        if self.mgmt:
+            self.mgmt.close()
+        self.dataplane.close()
+
+    # --- endpoints
+    def plug(self, request: Request, ctl_fd: int, uid: int, groups: frozenset[int]) -> Endpoint:
+        """Connects a new endpoint as the request asks; raises RequestError or PortError."""
+        control_socket.check_client_socket(request.path, uid)
+        data = control_socket.open_data_socket(request.path)
+        path = ""
+        try:
+            port = self.ports.choose(request.port, uid, groups)
+            path = self.control.data_path(port, data.fileno())
+            mode, owner, group = self.perms.data_socket(os.geteuid(), uid, request.port == 0)
+            control_socket.bind_data_socket(data, path, mode, owner, group)
+            ep = Endpoint(ctl_fd, port, uid, request.description, data_path=path)
+            ep.dp_id = self.dataplane.add_endpoint(port, data.fileno())
+            data.detach()                       # the data plane owns the fd now
+        except BaseException:
+            data.close()
+            if path:
+                _unlink(path)
+            raise
+        self.ports.attach(ep)
+        return ep
+
+    def unplug(self, ep: Endpoint) -> None:
+        if ep.dp_id < 0:
+            return
+        self.dataplane.remove_endpoint(ep.dp_id)   # flushes the port's MACs if it was the last
+        ep.dp_id = -1
+        _unlink(ep.data_path)
+        self.ports.detach(ep)
+        log.info("port %d: endpoint %d unplugged", ep.port, ep.id)
+
+    def close_endpoint(self, port: int, endpoint_id: int) -> bool:
+        if self.ports.find_endpoint(port, endpoint_id) is None:
+            return False
+        return self.control.close_connection(endpoint_id)
+
+    # --- consoles
+    def banner(self) -> str:
+        return (f"pyvde-switch V.{VERSION}\n"
+                "(C) the pyvde developers - MIT licence; speaks VDE switch 2.3.2's protocol\n")
+
+    def new_console_session(self) -> ConsoleSession:
+        s = ConsoleSession(self.commands)
+        self.sessions.add(s)
+        return s
+
+    def end_console_session(self, s: ConsoleSession) -> None:
+        self.sessions.discard(s)
+
+    def request_shutdown(self) -> None:
+        self._shutdown_requested = True
+        if self._shutdown is not None:
+            self._shutdown.set()
+
+    def _build_commands(self) -> CommandTable:
+        table = CommandTable()
+        control_socket.register_commands(table, self.control)
+
+        @table.command("help", "[arg]", "Help (limited to arg when specified)", data=True)
+        def help_(ctx: Context) -> None:
+            ctx.out += table.help_lines(ctx.arg)
+
+        @table.command("logout", "", "logout from this mgmt terminal")
+        def logout(ctx: Context) -> None:
+            raise SessionEnd("logout")
+
+        @table.command("shutdown", "", "shutdown of the switch")
+        def shutdown(ctx: Context) -> None:
+            raise SessionEnd("shutdown")
+
+        @table.command("showinfo", "", "show switch version and info", data=True)
+        def showinfo(ctx: Context) -> None:
+            ctx.out += self.banner().splitlines() + [""]
+            mac = ":".join(f"{b:02x}" for b in self.mac)
+            ctx.out.append(f"pid {os.getpid()} MAC {mac} uptime {int(time.monotonic() - self.started)}")
+            if self.mgmt:
+                ctx.out.append(f"mgmt {self.mgmt.path} perm 0{self.mgmt.mode:03o}")
+
+        @table.command("load", "path", "load a configuration script")
+        def load(ctx: Context) -> None:
+            try:
+                text, action = console.run_script(table, ctx.arg, ctx.session)
+            except OSError as e:
+                raise console.CommandError(e.errno or errno.EIO) from None
+            ctx.raw.append(text)
+            if action == "shutdown":
+                raise SessionEnd("shutdown")
+
+        mac_table.register_commands(table, self)
+        ports.register_commands(table, self)
+        return table
+
+    def load_rcfile(self) -> None:
+        path = self.opts.rcfile
+        if path is None:
+            home = os.path.expanduser("~/.vde2/vde_switch.rc")
+            for candidate in (home, "/etc/vde2/vde_switch.rc"):
+                if os.access(candidate, os.R_OK):
+                    path = candidate
+                    break
+        if path is None:
+            return
+        try:
+            text, action = console.run_script(self.commands, path)
+        except (OSError, console.CommandError) as e:
+            raise StartupError(f"cannot run rc file {path}: {e.strerror if isinstance(e, OSError) else e}")
+        command = ""
+        for line in text.splitlines():
+            if line.startswith(f"vde[{path}]: "):
+                command = line.split(": ", 1)[1]
+            elif line[:1] == "1" and line[:4] != "1000":
+                log.warning("rc file %s: %s: %s", path, command, line)
+        if action == "shutdown":
+            self.request_shutdown()
+
+    # --- lifetime
+    async def run(self) -> None:
+        self._shutdown = trio.Event()
+        if self._shutdown_requested:
+            self._shutdown.set()
+        self.dataplane.start()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._signals)
+                nursery.start_soon(self.control.serve)
+                if self.mgmt:
+                    nursery.start_soon(self.mgmt.serve)
+                if not self.opts.daemon and not self.opts.nostdin and _stdin_usable():
+                    nursery.start_soon(serve_stdin, self)
+                await self._shutdown.wait()
+                nursery.cancel_scope.cancel()
+        finally:
+            self.dataplane.stop()
+
+    async def _signals(self) -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+            async for sig in signals:
+                if sig == signal.SIGHUP:
+                    log.info("SIGHUP received and ignored (vde_switch does the same)")
+                    continue
+                log.info("%s received, cleaning up and exiting", signal.Signals(sig).name)
+                self.request_shutdown()
+
+
+def _stdin_usable() -> bool:
+    """A console on stdin only if stdin is open and, for a terminal, ours (not a background job)."""
+    try:
+        os.fstat(0)
+    except OSError:
+        return False
+    if os.isatty(0):
+        try:
+            return os.tcgetpgrp(0) == os.getpgrp()
+        except OSError:
+            return False
+    return True
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        log.warning("cannot remove %s: %s", path, e.strerror)
