@@ -17,6 +17,7 @@ import struct
 import trio
 
 from .control_request import Request, RequestError, RequestReader, build_reply
+from .ports import PortError
 
 log = logging.getLogger("pyvde-switch")
 
@@ -244,8 +245,11 @@ class ControlSocket:
                 return
             try:
                 ep = self.switch.plug(request, fd, uid, groups)
-            except (RequestError, OSError) as e:
-                log.warning("%s: %s; closed", who, getattr(e, "strerror", None) or e)
+            except (RequestError, PortError) as e:
+                log.warning("%s: %s; closed", who, e)
+                return
+            except OSError as e:
+                log.warning("%s: cannot set up the data socket: %s; closed", who, e.strerror)
                 return
             try:
                 with trio.CancelScope() as scope:   # port/epclose cancels it

@@ -149,9 +149,18 @@ class SwitchProcess:
         return Console(self.mgmt_path)
 
     def command(self, line: str) -> list[str]:
+        """The data lines of a command that must succeed."""
         c = self.console()
         try:
             return c.ok(line)
+        finally:
+            c.close()
+
+    def try_command(self, line: str) -> tuple[list[str], str]:
+        """(data lines, status line) of a command that may fail."""
+        c = self.console()
+        try:
+            return c.cmd(line)
         finally:
             c.close()
 
