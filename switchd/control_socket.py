@@ -25,7 +25,7 @@ MAX_DIR_LEN = 100          # room for "/NNN.F" in a 108-byte sun_path
 MAX_PENDING = 128          # control connections still in their handshake
 SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)      # Linux values, missing from
 SO_SNDBUFFORCE = getattr(socket, "SO_SNDBUFFORCE", 32)    # some Python builds
-DATA_SNDBUF = 4 << 20      # per data socket: absorbs bursts towards a busy client
+DATA_SNDBUF = 1 << 20       # per data socket: absorbs bursts towards a busy client
 
 
 class StartupError(Exception):
