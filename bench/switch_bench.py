@@ -129,7 +129,7 @@ def trial(sw: Switch, scenario: str, size: int, fanout: int, duration: float) ->
             time.sleep(duration)
             cpu1 = cpu_seconds(sw.pid)
         outs = [p.communicate(timeout=duration + 30)[0] for p in procs]
-        rate = sum(parse_rate(o) for o, p in zip(outs, procs) if p in receivers)
+        rate = sum(parse_rate(o) for o, p in zip(outs, procs, strict=True) if p in receivers)
         cpu_per_mframe = ((cpu1 - cpu0) / (rate * duration) * 1e6) if cpu0 is not None and rate else 0.0
         return rate, cpu_per_mframe
     finally:

@@ -12,7 +12,7 @@ import trio
 
 from . import options
 from .control_socket import StartupError
-from .daemon import PidFile, daemonize, setup_logging
+from .daemon import PidFile, daemonize, hold_stop_signals, setup_logging
 from .switch import Switch
 
 PROG = "pyvde-switch"
@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     _raise_fd_limit()
 
     pidfile = PidFile(opts.pidfile) if opts.pidfile else None
+    hold_stop_signals()
     try:
         switch = Switch(opts)
         switch.open()

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 PROMPT = b"\nvde$ "
 DATA_HEADER = "0000 DATA END WITH '.'"
@@ -37,7 +37,7 @@ class Context:
     """What a command handler gets: its argument, the lines of its data block, its session."""
     arg: str
     out: list[str]
-    session: "ConsoleSession | None"
+    session: ConsoleSession | None
     raw: list[str] = field(default_factory=list)   # text before the data block (load's echo)
 
     def int_arg(self, default: int | None = None) -> int:
@@ -109,20 +109,21 @@ class CommandTable:
 class Reply:
     text: bytes
     action: str | None = None   # None, "logout" or "shutdown"
+    code: int = 0               # the errno of the status line (0: success or no status)
 
 
 def status_line(code: int) -> str:
     return "1000 Success\n" if code == 0 else f"1{code:03d} {os.strerror(code)}\n"
 
 
-def execute(table: CommandTable, line: str, session: "ConsoleSession | None" = None) -> Reply:
+def execute(table: CommandTable, line: str, session: ConsoleSession | None = None) -> Reply:
     """Runs one command line and returns its reply (without the prompt)."""
     line = line.lstrip(" \t")
     if not line or line.startswith("#"):
         return Reply(b"")
     found = table.find(line)
     if found is None:
-        return Reply(status_line(errno.ENOSYS).encode())
+        return Reply(status_line(errno.ENOSYS).encode(), code=errno.ENOSYS)
     cmd, arg = found
     ctx = Context(arg.rstrip(" \t"), [], session)
     try:
@@ -135,41 +136,45 @@ def execute(table: CommandTable, line: str, session: "ConsoleSession | None" = N
     text = "".join(ctx.raw)
     if cmd.data:
         text += DATA_HEADER + "\n" + "".join(f"{ln}\n" for ln in ctx.out) + ".\n"
-    return Reply((text + status_line(code)).encode())
+    return Reply((text + status_line(code)).encode(), code=code)
 
 
 MAX_LOAD_DEPTH = 8
 _load_depth = 0
 
 
-def run_script(table: CommandTable, path: str, session: "ConsoleSession | None" = None
-               ) -> tuple[str, str | None]:
-    """Runs each command line of a file, as `load` and rc files do.
+def run_script(table: CommandTable, path: str, session: ConsoleSession | None = None
+               ) -> list[tuple[str, Reply]]:
+    """Runs each command line of a file, as `load` and rc files do; returns (line, reply)
+    pairs, stopping after a line that asked for shutdown.
 
-    Returns the transcript vde_switch prints (each line echoed as `vde[PATH]: LINE`
-    followed by its reply) and "shutdown" if a line asked for it. Raises OSError if
-    the file cannot be read, CommandError(ELOOP) if scripts nest too deeply."""
+    Raises OSError if the file cannot be read, CommandError(ELOOP) if scripts nest too
+    deeply (a script that loads itself)."""
     global _load_depth
     if _load_depth >= MAX_LOAD_DEPTH:
         raise CommandError(errno.ELOOP, f"scripts nested more than {MAX_LOAD_DEPTH} deep")
     with open(path, encoding="utf-8", errors="replace") as f:
-        lines = f.read().splitlines()
-    out: list[str] = []
+        lines = [ln.strip() for ln in f.read().splitlines()]
+    results: list[tuple[str, Reply]] = []
     _load_depth += 1
     try:
         for line in lines:
-            stripped = line.strip()
-            if not stripped or stripped.startswith("#"):
+            if not line or line.startswith("#"):
                 continue
-            out.append(f"vde[{path}]: {stripped}\n")
-            reply = execute(table, stripped, session)
+            reply = execute(table, line, session)
+            results.append((line, reply))
             if reply.action == "shutdown":
-                return "".join(out), "shutdown"
-            if reply.action is None:
-                out.append(reply.text.decode("utf-8", "replace"))
+                break
     finally:
         _load_depth -= 1
-    return "".join(out), None
+    return results
+
+
+def transcript(path: str, results: list[tuple[str, Reply]]) -> str:
+    """What vde_switch's `load` prints: each line echoed as `vde[PATH]: LINE`, then its reply."""
+    return "".join(f"vde[{path}]: {line}\n" + (reply.text.decode("utf-8", "replace")
+                                                if reply.action is None else "")
+                   for line, reply in results)
 
 
 class SessionEnd(Exception):

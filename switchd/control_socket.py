@@ -17,6 +17,7 @@ import struct
 import trio
 
 from .control_request import Request, RequestError, RequestReader, build_reply
+from .listeners import StartupError, accept_loop, close_listener, listen_unix
 from .ports import PortError
 
 log = logging.getLogger("pyvde-switch")
@@ -26,47 +27,6 @@ MAX_PENDING = 128          # control connections still in their handshake
 SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)      # Linux values, missing from
 SO_SNDBUFFORCE = getattr(socket, "SO_SNDBUFFORCE", 32)    # some Python builds
 DATA_SNDBUF = 1 << 20       # per data socket: absorbs bursts towards a busy client
-
-
-class StartupError(Exception):
-    """The switch cannot start; the message says why, for one line on stderr."""
-
-
-def claim_socket_path(path: str, what: str) -> None:
-    """Makes path free for a listening socket: a stale socket is removed, a live one is refused."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(st.st_mode):
-        raise StartupError(f"{path} exists and is not a socket; remove it or choose another {what}")
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.connect(path)
-    except ConnectionRefusedError:
-        os.unlink(path)       # nobody listens: left over from a switch that died
-        log.info("removed stale socket %s", path)
-        return
-    except OSError as e:
-        raise StartupError(f"cannot check whether {path} is in use: {e.strerror}") from None
-    finally:
-        probe.close()
-    raise StartupError(f"{path} is in use: another switch is already running there")
-
-
-def listen_unix(path: str, mode: int, gid: int) -> socket.socket:
-    claim_socket_path(path, "socket path")
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-    try:
-        s.bind(path)
-        os.chmod(path, mode)
-        if gid >= 0:
-            os.chown(path, -1, gid)
-        s.listen(128)
-    except OSError as e:
-        s.close()
-        raise StartupError(f"cannot listen on {path}: {e.strerror}") from None
-    return s
 
 
 def peer_credentials(sock) -> tuple[int, int, frozenset[int]]:
@@ -166,13 +126,7 @@ class ControlSocket:
             raise
 
     def close(self) -> None:
-        if self.listener is not None:
-            self.listener.close()
-            self.listener = None
-            try:
-                os.unlink(self.ctl_path)
-            except OSError:
-                pass
+        self.listener = close_listener(self.listener, self.ctl_path)
         if self.created_dir:
             try:
                 os.rmdir(self.directory)
@@ -185,23 +139,14 @@ class ControlSocket:
 
     # --- serving
     async def serve(self) -> None:
-        listener = trio.socket.from_stdlib_socket(self.listener.dup())
-        async with trio.open_nursery() as nursery:
-            with listener:
-                while True:
-                    try:
-                        conn, _ = await listener.accept()
-                    except OSError as e:
-                        # EMFILE and friends: keep serving the clients we have.
-                        log.error("accept on %s failed: %s", self.ctl_path, e.strerror)
-                        await trio.sleep(0.1)
-                        continue
-                    if self.pending >= MAX_PENDING:
-                        log.warning("control connection %d refused: %d handshakes already in"
-                                    " progress", conn.fileno(), self.pending)
-                        conn.close()
-                        continue
-                    nursery.start_soon(self._connection, conn)
+        await accept_loop(self.listener, self.ctl_path, self._connection, self._admit)
+
+    def _admit(self, conn) -> bool:
+        if self.pending < MAX_PENDING:
+            return True
+        log.warning("control connection %d refused: %d handshakes already in progress",
+                    conn.fileno(), self.pending)
+        return False
 
     async def _read_request(self, conn, who: str) -> Request | None:
         reader = RequestReader()

@@ -7,7 +7,21 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import os
+import signal
 import sys
+
+_held: list[int] = []
+
+
+def hold_stop_signals() -> None:
+    """Until trio's own handlers take over, SIGINT/SIGTERM are only noted, never lost:
+    a switch told to stop while starting stops cleanly as soon as it runs."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, frame: _held.append(signum))
+
+
+def held_stop_signal() -> int | None:
+    return _held[0] if _held else None
 
 
 def setup_logging(daemon: bool, name: str) -> None:

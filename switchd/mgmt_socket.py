@@ -14,7 +14,7 @@ import threading
 import trio
 
 from .console import ConsoleSession
-from .control_socket import listen_unix
+from .listeners import accept_loop, close_listener, listen_unix
 
 log = logging.getLogger("pyvde-switch")
 
@@ -32,26 +32,10 @@ class MgmtSocket:
         self.listener = listen_unix(self.path, self.mode, self.gid)
 
     def close(self) -> None:
-        if self.listener is not None:
-            self.listener.close()
-            self.listener = None
-            try:
-                os.unlink(self.path)
-            except OSError:
-                pass
+        self.listener = close_listener(self.listener, self.path)
 
     async def serve(self) -> None:
-        listener = trio.socket.from_stdlib_socket(self.listener.dup())
-        async with trio.open_nursery() as nursery:
-            with listener:
-                while True:
-                    try:
-                        conn, _ = await listener.accept()
-                    except OSError as e:
-                        log.error("accept on %s failed: %s", self.path, e.strerror)
-                        await trio.sleep(0.1)
-                        continue
-                    nursery.start_soon(self._session, conn)
+        await accept_loop(self.listener, self.path, self._session)
 
     async def _session(self, conn) -> None:
         session = self.switch.new_console_session()
@@ -70,6 +54,8 @@ class MgmtSocket:
                             self.switch.request_shutdown()
                     if not data:
                         break
+                if session.closed:
+                    await _linger(stream)
         except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
             pass     # the client went away; its session simply ends
         except Exception:
@@ -77,6 +63,22 @@ class MgmtSocket:
         finally:
             self.sessions -= 1
             self.switch.end_console_session(session)
+
+
+LINGER_SECONDS = 2.0
+
+
+async def _linger(stream) -> None:
+    """Half-close after "9999 END OF SESSION" and wait for the client to hang up.
+
+    unixterm exits as soon as poll() reports POLLHUP, before reading what is still queued,
+    so closing outright sometimes loses the last reply (vde_switch has this race). A
+    half-close only raises POLLIN: the client reads the reply, then end of file.
+    """
+    await stream.send_eof()
+    with trio.move_on_after(LINGER_SECONDS):
+        while await stream.receive_some(4096):
+            pass
 
 
 async def serve_stdin(switch) -> None:

@@ -51,7 +51,7 @@ class Permissions:
 
     @classmethod
     def from_options(cls, mode: int | None, dirmode: int | None, group: str | None,
-                     mgmtmode: int, mgmtgroup: str | None) -> "Permissions":
+                     mgmtmode: int, mgmtgroup: str | None) -> Permissions:
         if dirmode is not None:
             dir_mode = dirmode
         elif mode is not None:

@@ -9,8 +9,8 @@ one port less).
 from __future__ import annotations
 
 import errno
-import pwd
 import grp
+import pwd
 from dataclasses import dataclass, field
 
 from .console import CommandError, Context
@@ -45,22 +45,21 @@ class Port:
         return bool(self.endpoints)
 
 
-def user_name(uid: int | None) -> str:
-    if uid is None or uid < 0:
+def _name(lookup, number: int | None) -> str:
+    if number is None or number < 0:
         return "NONE"
     try:
-        return pwd.getpwuid(uid).pw_name
+        return lookup(number)[0]
     except KeyError:
-        return str(uid)
+        return str(number)
+
+
+def user_name(uid: int | None) -> str:
+    return _name(pwd.getpwuid, uid)
 
 
 def group_name(gid: int | None) -> str:
-    if gid is None or gid < 0:
-        return "NONE"
-    try:
-        return grp.getgrgid(gid).gr_name
-    except KeyError:
-        return str(gid)
+    return _name(grp.getgrgid, gid)
 
 
 class PortTable:
@@ -209,6 +208,19 @@ def register_commands(table, switch) -> None:
               lambda ctx: print_ports(ctx, False), data=True)
     table.add("port/allprint", "[N]", "print the port/endpoint table (including inactive port)",
               lambda ctx: print_ports(ctx, True), data=True)
+
+    @table.command("port/counters", "[N]", "all counters of the active ports (or port N)",
+                   data=True)
+    def counters(ctx: Context) -> None:
+        numbers = [ctx.int_arg()] if ctx.arg else [n for n in sorted(ports.ports)
+                                                   if ports.ports[n].active]
+        for n in numbers:
+            if not ports.in_range(n):
+                raise CommandError(errno.EINVAL)
+            st = dp.port_stats(n)
+            ctx.out.append(f"Port {n:04d} in {st.in_frames} {st.in_bytes} out {st.out_frames}"
+                           f" {st.out_bytes} drop runt {st.drop_runt} oversize {st.drop_oversize}"
+                           f" vlan {st.drop_vlan} tx {st.drop_tx}")
 
     @table.command("port/resetcounter", "[N]", "reset the port (N) counters")
     def resetcounter(ctx: Context) -> None:

@@ -19,6 +19,7 @@ from . import console, control_socket, mac_table, ports
 from .console import CommandTable, ConsoleSession, Context, SessionEnd
 from .control_request import Request
 from .control_socket import ControlSocket, StartupError
+from .daemon import held_stop_signal
 from .dataplane import DataPlane
 from .mgmt_socket import MgmtSocket, serve_stdin
 from .options import VERSION, Options
@@ -153,11 +154,11 @@ class Switch:
         @table.command("load", "path", "load a configuration script")
         def load(ctx: Context) -> None:
             try:
-                text, action = console.run_script(table, ctx.arg, ctx.session)
+                results = console.run_script(table, ctx.arg, ctx.session)
             except OSError as e:
                 raise console.CommandError(e.errno or errno.EIO) from None
-            ctx.raw.append(text)
-            if action == "shutdown":
+            ctx.raw.append(console.transcript(ctx.arg, results))
+            if results and results[-1][1].action == "shutdown":
                 raise SessionEnd("shutdown")
 
         mac_table.register_commands(table, self)
@@ -175,17 +176,16 @@ class Switch:
         if path is None:
             return
         try:
-            text, action = console.run_script(self.commands, path)
-        except (OSError, console.CommandError) as e:
-            raise StartupError(f"cannot run rc file {path}: {e.strerror if isinstance(e, OSError) else e}")
-        command = ""
-        for line in text.splitlines():
-            if line.startswith(f"vde[{path}]: "):
-                command = line.split(": ", 1)[1]
-            elif line[:1] == "1" and line[:4] != "1000":
-                log.warning("rc file %s: %s: %s", path, command, line)
-        if action == "shutdown":
-            self.request_shutdown()
+            results = console.run_script(self.commands, path)
+        except OSError as e:
+            raise StartupError(f"cannot run rc file {path}: {e.strerror}") from None
+        except console.CommandError as e:
+            raise StartupError(f"cannot run rc file {path}: {e}") from None
+        for line, reply in results:
+            if reply.code:
+                log.warning("rc file %s: %s: 1%03d %s", path, line, reply.code, os.strerror(reply.code))
+            if reply.action == "shutdown":
+                self.request_shutdown()
 
     # --- lifetime
     async def run(self) -> None:
@@ -208,6 +208,11 @@ class Switch:
 
     async def _signals(self) -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+            early = held_stop_signal()
+            if early is not None:
+                log.info("%s received while starting, cleaning up and exiting",
+                         signal.Signals(early).name)
+                self.request_shutdown()
             async for sig in signals:
                 if sig == signal.SIGHUP:
                     log.info("SIGHUP received and ignored (vde_switch does the same)")

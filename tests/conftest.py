@@ -9,7 +9,6 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
 from vdetest import Netns, SwitchProcess, VdePlug, need_tool
 
 

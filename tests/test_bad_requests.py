@@ -8,10 +8,19 @@ import subprocess
 import time
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from vdetest import (
+    RawClient,
+    frame,
+    need,
+    need_root,
+    need_tool,
+    wait_data_sockets,
+    wait_for,
+)
 
 from switchd import control_request as cr
-from vdetest import RawClient, frame, need, need_root, need_tool, wait_data_sockets, wait_for
 
 BCAST = "ff:ff:ff:ff:ff:ff"
 A, B = "02:00:00:00:00:0a", "02:00:00:00:00:0b"

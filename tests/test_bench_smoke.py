@@ -16,6 +16,6 @@ def test_switch_benchmark_smoke_run():
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     row = re.search(r"^\| 1 -> 1, 64 B \| ([\d,]+) \| ([\d,]+) \| ([\d.]+)x \| ([\d,]+) \|",
-                    r.stdout, re.M)
+                    r.stdout, re.MULTILINE)
     assert row, r.stdout
     assert all(int(row.group(i).replace(",", "")) > 1000 for i in (1, 2, 4))

@@ -7,9 +7,9 @@ import socket
 import time
 
 import pytest
-
-from switchd.dataplane import DataPlane, NOVLAN
 from vdetest import frame
+
+from switchd.dataplane import NOVLAN, DataPlane
 
 A, B, C, D = "02:00:00:00:00:0a", "02:00:00:00:00:0b", "02:00:00:00:00:0c", "02:00:00:00:00:0d"
 BCAST = "ff:ff:ff:ff:ff:ff"
@@ -177,9 +177,9 @@ def test_64k_frames_pass_intact():
 
 
 def test_slow_receiver_never_blocks_the_others(engine):
-    p1, p2, stuck = engine.plug(1), engine.plug(2), engine.plug(3)   # port 3 never reads
+    p1, p2, _stuck = engine.plug(1), engine.plug(2), engine.plug(3)   # port 3 never reads
     f = frame(BCAST, A, bytes(1000))
-    for burst in range(60):
+    for _ in range(60):
         for _ in range(100):
             p1.send(f)
         for _ in range(100):

@@ -2,7 +2,6 @@
 import hypothesis.strategies as st
 from hypothesis import settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
-
 from switchd._dataplane import ffi, lib
 
 MACS = [bytes([0x02, 0, 0, 0, i // 4, i % 4]) for i in range(6)]

@@ -3,7 +3,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from vdetest import need_tool
 
 PAGES = sorted((Path(__file__).resolve().parent.parent / "man").glob("*.1"))

@@ -2,7 +2,6 @@
 import subprocess
 
 import pytest
-
 from test_tap_netns import plug2tap
 from vdetest import frame, need_tool, wait_data_sockets
 

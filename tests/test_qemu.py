@@ -2,7 +2,6 @@
 import subprocess
 
 import pytest
-
 from guest import build_initramfs, kernel, run_guest
 from test_tap_netns import plug2tap
 from vdetest import wait_data_sockets, wait_for

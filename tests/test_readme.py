@@ -8,7 +8,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def setup_commands() -> list[str]:
     text = (ROOT / "README.md").read_text()
     section = text.split("## Set up", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```sh\n(.*?)\n```", section, re.S)
+    return re.findall(r"```sh\n(.*?)\n```", section, re.DOTALL)
 
 
 def test_two_setup_commands_and_ci_runs_the_test_one():

@@ -8,9 +8,15 @@ import subprocess
 import time
 
 import pytest
-
-from vdetest import (PYVDE_SWITCH, RawClient, frame, need_root, need_tool, wait_data_sockets,
-                     wait_for)
+from vdetest import (
+    PYVDE_SWITCH,
+    RawClient,
+    frame,
+    need_root,
+    need_tool,
+    wait_data_sockets,
+    wait_for,
+)
 
 A, B, C = "02:00:00:00:00:0a", "02:00:00:00:00:0b", "02:00:00:00:00:0c"
 BCAST = "ff:ff:ff:ff:ff:ff"
@@ -44,6 +50,23 @@ def test_frames_between_two_vde_plugs_exact_bytes_both_ways(switch, plugs):
     jumbo = frame(B, A, os.urandom(9000))  # vdeplug4 carries up to 9234 bytes
     a.send(jumbo)
     assert b.recv() == jumbo
+
+
+def test_64k_frames_pass_intact_and_oversize_is_dropped_and_counted(switches, sockdir):
+    sw = switches("--maxframe", "65550")
+    a, b = RawClient(sw.dir, sockdir, "a"), RawClient(sw.dir, sockdir, "b")
+    for c in (a, b):
+        c.data.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+        c.handshake()
+    big = frame(BCAST, A, os.urandom(65550 - 14))
+    a.send(big)
+    assert b.recv() == big
+    a.send(big + b"!")                           # one byte too many: dropped whole
+    a.send(bytes(13))                            # too short
+    b.recv_none()
+    (line,) = sw.command("port/counters 1")
+    assert line == f"Port 0001 in 1 {len(big)} out 0 0 drop runt 1 oversize 1 vlan 0 tx 0"
+    a.close(), b.close()
 
 
 def test_learning_keeps_unicast_off_third_port(switch, plugs):
@@ -102,10 +125,22 @@ def test_several_endpoints_on_one_port(switch, plugs):
     assert first.recv() == frame(BCAST, A) and second.recv() == frame(BCAST, A)
 
 
+def port_of(sw, description: str) -> int:
+    """The port whose endpoint has this description (clients started together race for ports)."""
+    number = None
+    for line in port_lines(sw):
+        if line.startswith("Port "):
+            number = int(line.split()[1])
+        elif f": {description} user=" in line:
+            return number
+    raise AssertionError(f"no endpoint described {description!r}")
+
+
 def test_client_leaving_deactivates_port_flushes_macs_removes_socket(switch, plugs):
     d = str(switch.dir)
-    a, b = plugs(d), plugs(d)
+    a, b = plugs(d, "-D", "stays"), plugs(d, "-D", "leaves")
     wait_ports(switch, 2)
+    leaving = port_of(switch, "leaves")
     b.send(frame(BCAST, B))
     a.recv()
     assert len(switch.command("hash/print")) == 1
@@ -115,10 +150,8 @@ def test_client_leaving_deactivates_port_flushes_macs_removes_socket(switch, plu
     assert switch.command("hash/print") == []
     assert sorted(os.listdir(d))[-1] == "ctl" and len(os.listdir(d)) == 2
     allprint = switch.command("port/allprint")
-    assert any(line.endswith("INACTIVE - Unnamed Allocatable") for line in allprint)
-    c = switch.console()
-    assert c.cmd("port/print 2")[1] == "1006 No such device or address"
-    c.close()
+    assert f"Port {leaving:04d} untagged_vlan=0000 INACTIVE - Unnamed Allocatable" in allprint
+    assert switch.try_command(f"port/print {leaving}")[1] == "1006 No such device or address"
 
 
 def test_numports_limits_ports(switches, plugs):

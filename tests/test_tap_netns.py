@@ -2,7 +2,6 @@
 import subprocess
 
 import pytest
-
 from vdetest import need_tool, wait_data_sockets, wait_for
 
 pytestmark = pytest.mark.netns
