@@ -53,6 +53,8 @@
 #define MAXEVENTS 128
 #define WAKE_ID UINT64_MAX
 #define POOL_BYTES (8u << 20)
+#define EVCAP 4096       /* queued control-plane events */
+#define CAPBUF (1u << 20) /* capture bytes buffered within one round */
 
 struct endpoint {
     int fd;                 /* -1: slot free */
@@ -66,10 +68,21 @@ struct endpoint {
     struct iovec txiov[TXCAP * 3];
 };
 
+struct capture {
+    int fd;
+    int64_t good;           /* file offset after the last whole record written */
+    size_t len;             /* bytes buffered */
+    uint8_t *buf;           /* CAPBUF bytes */
+};
+
 struct port {
     int first_ep;           /* -1: inactive */
     int nep;
     uint16_t untagged;      /* DP_NOVLAN: none */
+    int mirror;             /* port that gets copies of this port's traffic, -1 */
+    int mirror_refs;        /* > 0: a mirror destination, out of normal forwarding */
+    struct capture *cap;
+    struct dp_capture_info capinfo;
     struct dp_port_stats st;
 };
 
@@ -115,6 +128,14 @@ struct dp {
     struct iovec rxiov[RXBATCH];
 
     struct dp_stats st;
+
+    int evfd;               /* eventfd: readable while events are queued */
+    int hash_events;
+    unsigned ev_head, ev_len;
+    struct dp_event ev[EVCAP];
+
+    int ncaptures;
+    struct timespec round_ts;   /* CLOCK_REALTIME at the start of the round: pcap time */
 };
 
 /* ------------------------------------------------------------------ helpers */
@@ -148,6 +169,36 @@ static struct endpoint *ep_by_id(struct dp *dp, int id)
     return dp->eps[id];
 }
 
+/* ------------------------------------------------------------------ events */
+
+static void push_event(struct dp *dp, int kind, int port, int err, const uint8_t *mac, int vlan)
+{
+    if (dp->ev_len == EVCAP) {
+        dp->st.events_lost++;
+        return;
+    }
+    struct dp_event *e = &dp->ev[(dp->ev_head + dp->ev_len++) % EVCAP];
+    e->kind = kind;
+    e->port = port;
+    e->err = err;
+    e->vlan = (uint16_t)vlan;
+    if (mac)
+        memcpy(e->mac, mac, 6);
+    else
+        memset(e->mac, 0, 6);
+    if (dp->ev_len == 1) {
+        uint64_t one = 1;
+        if (write(dp->evfd, &one, sizeof one) < 0) { /* counter full: already readable */ }
+    }
+}
+
+static void table_removed(void *ctx, const uint8_t *mac, uint16_t vlan, int32_t port)
+{
+    struct dp *dp = ctx;
+    if (dp->hash_events)
+        push_event(dp, DP_EV_HASH_DEL, port, 0, mac, vlan);
+}
+
 /* Recomputes the flood list of one VLAN: its active member ports. */
 static void rebuild_vlan(struct dp *dp, int v)
 {
@@ -156,7 +207,7 @@ static void rebuild_vlan(struct dp *dp, int v)
     if (!vl->exists)
         return;
     for (int p = 0; p < dp->nslots; p++)
-        if (dp->ports[p].nep > 0 && is_member(dp, v, p))
+        if (dp->ports[p].nep > 0 && dp->ports[p].mirror_refs == 0 && is_member(dp, v, p))
             vl->flood[vl->nflood++] = p;
 }
 
@@ -170,6 +221,78 @@ static void port_changed(struct dp *dp, int port)
     for (int v = 0; v < DP_NOVLAN; v++)
         if (dp->vlans[v].exists && (port < 0 || is_member(dp, v, port)))
             rebuild_vlan(dp, v);
+}
+
+/* ----------------------------------------------------------------- capture */
+
+static void capture_close(struct dp *dp, int port)
+{
+    struct capture *c = dp->ports[port].cap;
+    close(c->fd);
+    free(c->buf);
+    free(c);
+    dp->ports[port].cap = NULL;
+    dp->ports[port].capinfo.active = 0;
+    dp->ncaptures--;
+}
+
+/* Writes the buffered records; on failure keeps the file whole and stops the capture. */
+static void capture_flush(struct dp *dp, int port)
+{
+    struct capture *c = dp->ports[port].cap;
+    size_t done = 0;
+    while (done < c->len) {
+        ssize_t r = pwrite(c->fd, c->buf + done, c->len - done, c->good + (int64_t)done);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            int err = r < 0 ? errno : ENOSPC;
+            if (ftruncate(c->fd, c->good) < 0) { /* the reader may see a cut record */ }
+            dp->ports[port].capinfo.err = err;
+            push_event(dp, DP_EV_CAPTURE_ERROR, port, err, NULL, 0);
+            capture_close(dp, port);
+            return;
+        }
+        done += (size_t)r;
+    }
+    c->good += (int64_t)c->len;
+    c->len = 0;
+}
+
+static void flush_captures(struct dp *dp)
+{
+    for (int p = 0; p < dp->nslots && dp->ncaptures; p++)
+        if (dp->ports[p].cap && dp->ports[p].cap->len)
+            capture_flush(dp, p);
+}
+
+static void put32(uint8_t *b, uint32_t v) { memcpy(b, &v, 4); }   /* pcap: host order */
+
+/* Appends one pcap record: the frame as it crosses the port (pieces: up to 3 iovecs). */
+static void capture_record(struct dp *dp, int port, const struct iovec *iov, int niov)
+{
+    struct capture *c = dp->ports[port].cap;
+    size_t len = 0;
+    for (int i = 0; i < niov; i++)
+        len += iov[i].iov_len;
+    if (c->len + 16 + len > CAPBUF) {
+        capture_flush(dp, port);
+        if (!dp->ports[port].cap)
+            return;
+    }
+    uint8_t *b = c->buf + c->len;
+    put32(b, (uint32_t)dp->round_ts.tv_sec);
+    put32(b + 4, (uint32_t)(dp->round_ts.tv_nsec / 1000));
+    put32(b + 8, (uint32_t)len);
+    put32(b + 12, (uint32_t)len);
+    b += 16;
+    for (int i = 0; i < niov; i++) {
+        memcpy(b, iov[i].iov_base, iov[i].iov_len);
+        b += iov[i].iov_len;
+    }
+    c->len += 16 + len;
+    dp->ports[port].capinfo.frames++;
+    dp->ports[port].capinfo.bytes += len;
 }
 
 /* ------------------------------------------------------------- transmit side */
@@ -219,6 +342,32 @@ static void flush_all(struct dp *dp)
 /* How a frame leaves towards one port. */
 enum form { AS_IS, ADD_TAG, STRIP_TAG };
 
+/* Fills iov (3 entries) with the frame in the given form; returns how many are used. */
+static int frame_iov(struct iovec *iov, uint8_t *frame, unsigned len, enum form form,
+                     const uint8_t *tag)
+{
+    switch (form) {
+    case ADD_TAG:
+        iov[0].iov_base = frame;
+        iov[0].iov_len = 12;
+        iov[1].iov_base = (void *)tag;
+        iov[1].iov_len = 4;
+        iov[2].iov_base = frame + 12;
+        iov[2].iov_len = len - 12;
+        return 3;
+    case STRIP_TAG:
+        iov[0].iov_base = frame;
+        iov[0].iov_len = 12;
+        iov[1].iov_base = frame + 16;
+        iov[1].iov_len = len - 16;
+        return 2;
+    default:
+        iov[0].iov_base = frame;
+        iov[0].iov_len = len;
+        return 1;
+    }
+}
+
 static void queue_ep(struct dp *dp, int id, struct endpoint *ep, uint8_t *frame, unsigned len,
                      enum form form, const uint8_t *tag)
 {
@@ -230,29 +379,7 @@ static void queue_ep(struct dp *dp, int id, struct endpoint *ep, uint8_t *frame,
     struct msghdr *h = &ep->txmsg[ep->txn].msg_hdr;
     memset(h, 0, sizeof *h);
     h->msg_iov = iov;
-    switch (form) {
-    case AS_IS:
-        iov[0].iov_base = frame;
-        iov[0].iov_len = len;
-        h->msg_iovlen = 1;
-        break;
-    case ADD_TAG:
-        iov[0].iov_base = frame;
-        iov[0].iov_len = 12;
-        iov[1].iov_base = (void *)tag;
-        iov[1].iov_len = 4;
-        iov[2].iov_base = frame + 12;
-        iov[2].iov_len = len - 12;
-        h->msg_iovlen = 3;
-        break;
-    case STRIP_TAG:
-        iov[0].iov_base = frame;
-        iov[0].iov_len = 12;
-        iov[1].iov_base = frame + 16;
-        iov[1].iov_len = len - 16;
-        h->msg_iovlen = 2;
-        break;
-    }
+    h->msg_iovlen = frame_iov(iov, frame, len, form, tag);
     ep->txn++;
     if (!ep->dirty) {
         ep->dirty = 1;
@@ -260,21 +387,36 @@ static void queue_ep(struct dp *dp, int id, struct endpoint *ep, uint8_t *frame,
     }
 }
 
-static void queue_port(struct dp *dp, int port, uint8_t *frame, unsigned len, enum form form,
-                       const uint8_t *tag)
+/* The frame leaves through one port: to each of its endpoints, and to its capture. */
+static void queue_port_only(struct dp *dp, int port, uint8_t *frame, unsigned len,
+                            enum form form, const uint8_t *tag)
 {
     for (int id = dp->ports[port].first_ep; id >= 0; id = dp->eps[id]->next)
         queue_ep(dp, id, dp->eps[id], frame, len, form, tag);
+    if (dp->ports[port].cap) {
+        struct iovec iov[3];
+        capture_record(dp, port, iov, frame_iov(iov, frame, len, form, tag));
+    }
+}
+
+/* ... and a copy to the port's mirror, unless that is where the frame came from. */
+static void queue_port(struct dp *dp, int in, int port, uint8_t *frame, unsigned len,
+                       enum form form, const uint8_t *tag)
+{
+    queue_port_only(dp, port, frame, len, form, tag);
+    int m = dp->ports[port].mirror;
+    if (m >= 0 && m != in)
+        queue_port_only(dp, m, frame, len, form, tag);
 }
 
 /* Sends a frame of VLAN v (tagged on arrival or not) to port q in the form q needs. */
-static void queue_vlan_port(struct dp *dp, int q, int v, int tagged_in, uint8_t *frame,
+static void queue_vlan_port(struct dp *dp, int p, int q, int v, int tagged_in, uint8_t *frame,
                             unsigned len)
 {
     int untagged_out = dp->ports[q].untagged == v;
     enum form form = untagged_out ? (tagged_in ? STRIP_TAG : AS_IS)
                                   : (tagged_in ? AS_IS : ADD_TAG);
-    queue_port(dp, q, frame, len, form, dp->vlans[v].tag);
+    queue_port(dp, p, q, frame, len, form, dp->vlans[v].tag);
 }
 
 /* -------------------------------------------------------------- forwarding */
@@ -284,11 +426,19 @@ static void forward(struct dp *dp, int p, uint8_t *frame, unsigned len, int64_t 
     struct port *in = &dp->ports[p];
     in->st.in_frames++;
     in->st.in_bytes += len;
+    if (in->cap) {
+        struct iovec iov = {frame, len};
+        capture_record(dp, p, &iov, 1);
+    }
+    if (in->mirror >= 0)
+        queue_port_only(dp, in->mirror, frame, len, AS_IS, NULL);
 
     if (dp->hub) {
-        for (int k = 0; k < dp->nactive; k++)
-            if (dp->active[k] != p)
-                queue_port(dp, dp->active[k], frame, len, AS_IS, NULL);
+        for (int k = 0; k < dp->nactive; k++) {
+            int q = dp->active[k];
+            if (q != p && dp->ports[q].mirror_refs == 0)
+                queue_port(dp, p, q, frame, len, AS_IS, NULL);
+        }
         return;
     }
 
@@ -318,7 +468,15 @@ static void forward(struct dp *dp, int p, uint8_t *frame, unsigned len, int64_t 
     if (!(src[0] & 1)) {
         switch (mt_learn(dp->table, src, (uint16_t)v, p, now)) {
         case MT_FULL: dp->st.learn_full++; break;
-        case MT_MOVED: dp->st.mac_moved++; break;
+        case MT_MOVED:
+            dp->st.mac_moved++;
+            if (dp->hash_events)
+                push_event(dp, DP_EV_HASH_ADD, p, 0, src, v);
+            break;
+        case MT_NEW:
+            if (dp->hash_events)
+                push_event(dp, DP_EV_HASH_ADD, p, 0, src, v);
+            break;
         case MT_KEPT: dp->st.mac_kept++; break;
         }
     }
@@ -326,14 +484,15 @@ static void forward(struct dp *dp, int p, uint8_t *frame, unsigned len, int64_t 
         int q = mt_lookup(dp->table, dst, (uint16_t)v, now);
         if (q == p)
             return;   /* the destination sits behind the ingress port */
-        if (q >= 0 && q < dp->nslots && dp->ports[q].nep > 0 && is_member(dp, v, q)) {
-            queue_vlan_port(dp, q, v, tagged_in, frame, len);
+        if (q >= 0 && q < dp->nslots && dp->ports[q].nep > 0 && dp->ports[q].mirror_refs == 0 &&
+            is_member(dp, v, q)) {
+            queue_vlan_port(dp, p, q, v, tagged_in, frame, len);
             return;
         }
     }
     for (int k = 0; k < vl->nflood; k++)
         if (vl->flood[k] != p)
-            queue_vlan_port(dp, vl->flood[k], v, tagged_in, frame, len);
+            queue_vlan_port(dp, p, vl->flood[k], v, tagged_in, frame, len);
 }
 
 /* Reads one batch from an endpoint and forwards it. */
@@ -384,6 +543,8 @@ static void *dp_thread(void *arg)
         int64_t now = now_ms(dp);
         if (n > 0)
             dp->st.rounds++;
+        if (dp->ncaptures)
+            clock_gettime(CLOCK_REALTIME, &dp->round_ts);
         for (int i = 0; i < n; i++) {
             uint64_t d = ev[i].data.u64;
             if (d == WAKE_ID) {
@@ -405,6 +566,8 @@ static void *dp_thread(void *arg)
             }
         }
         flush_all(dp);
+        if (dp->ncaptures)
+            flush_captures(dp);
         if (!dp->manual_clock && now >= dp->next_gc) {
             mt_expire(dp->table, now);
             dp->next_gc = now + dp->gcint_ms;
@@ -473,6 +636,7 @@ dp_t *dp_new(int nslots, int maxframe, uint32_t hashsize)
     pthread_mutex_init(&dp->lock, NULL);
     dp->epfd = epoll_create1(EPOLL_CLOEXEC);
     dp->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    dp->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     dp->nslots = nslots;
     dp->words = (nslots + 63) / 64;
     dp->ports = calloc(nslots, sizeof *dp->ports);
@@ -487,13 +651,16 @@ dp_t *dp_new(int nslots, int maxframe, uint32_t hashsize)
     dp->pool = malloc((size_t)dp->pool_slots * dp->slot_size);
     dp->table = mt_new(hashsize, mt_capacity_for(hashsize));
     dp->gcint_ms = 2000;
-    if (dp->epfd < 0 || dp->wakefd < 0 || !dp->ports || !dp->active || !dp->pool || !dp->table ||
+    if (dp->epfd < 0 || dp->wakefd < 0 || dp->evfd < 0 || !dp->ports || !dp->active || !dp->pool || !dp->table ||
         vlan_alloc(dp, 0) < 0) {
         dp_free(dp);
         return NULL;
     }
-    for (int p = 0; p < nslots; p++)
+    mt_set_observer(dp->table, table_removed, dp);
+    for (int p = 0; p < nslots; p++) {
         dp->ports[p].first_ep = -1;
+        dp->ports[p].mirror = -1;
+    }
     for (int i = 0; i < RXBATCH; i++) {   /* only iov_base changes per read */
         dp->rxiov[i].iov_len = maxframe;
         dp->rxmsg[i].msg_hdr.msg_iov = &dp->rxiov[i];
@@ -532,6 +699,13 @@ void dp_free(dp_t *dp)
     if (!dp)
         return;
     dp_stop(dp);
+    for (int p = 0; dp->ports && p < dp->nslots; p++)
+        if (dp->ports[p].cap) {
+            if (dp->ports[p].cap->len)
+                capture_flush(dp, p);
+            if (dp->ports[p].cap)
+                capture_close(dp, p);
+        }
     for (int i = 0; i < dp->neps; i++) {
         if (dp->eps[i] && dp->eps[i]->fd >= 0)
             close(dp->eps[i]->fd);
@@ -551,6 +725,8 @@ void dp_free(dp_t *dp)
         close(dp->epfd);
     if (dp->wakefd >= 0)
         close(dp->wakefd);
+    if (dp->evfd > 0)
+        close(dp->evfd);
     pthread_mutex_destroy(&dp->lock);
     free(dp);
 }
@@ -685,9 +861,23 @@ int dp_set_nslots(dp_t *dp, int nslots)
     for (int p = dp->nslots; p < nslots; p++) {
         memset(&ports[p], 0, sizeof ports[p]);
         ports[p].first_ep = -1;
+        ports[p].mirror = -1;
     }
     if ((r = set_vlan_words(dp, nslots)) < 0)
         goto out;
+    for (int p = nslots; p < dp->nslots; p++) {   /* ports that vanish: captures, mirrors */
+        if (ports[p].cap) {
+            capture_flush(dp, p);
+            if (ports[p].cap)
+                capture_close(dp, p);
+        }
+        if (ports[p].mirror >= 0 && ports[p].mirror < nslots)
+            ports[ports[p].mirror].mirror_refs--;
+    }
+    for (int p = 0; p < nslots; p++) {
+        if (ports[p].mirror >= nslots)
+            ports[p].mirror = -1;
+    }
     for (int p = nslots; p < dp->nslots; p++)
         mt_flush_port(dp->table, p);
     dp->nslots = nslots;
@@ -928,6 +1118,139 @@ int dp_vlan_stats(dp_t *dp, int vlan, struct dp_vlan_stats *out)
     int r = valid_vlan(vlan) && dp->vlans[vlan].exists ? 0 : -ENXIO;
     if (!r)
         *out = dp->vlans[vlan].st;
+    pthread_mutex_unlock(&dp->lock);
+    return r;
+}
+
+/* ---------------------------------------------------------------- events API */
+
+int dp_event_fd(dp_t *dp) { return dp->evfd; }
+
+void dp_set_hash_events(dp_t *dp, int on)
+{
+    pthread_mutex_lock(&dp->lock);
+    dp->hash_events = !!on;
+    pthread_mutex_unlock(&dp->lock);
+}
+
+int dp_events_read(dp_t *dp, struct dp_event *out, int max)
+{
+    pthread_mutex_lock(&dp->lock);
+    uint64_t junk;
+    if (read(dp->evfd, &junk, sizeof junk) < 0) { /* nothing was signalled */ }
+    int n = 0;
+    while (n < max && dp->ev_len) {
+        out[n++] = dp->ev[dp->ev_head];
+        dp->ev_head = (dp->ev_head + 1) % EVCAP;
+        dp->ev_len--;
+    }
+    if (dp->ev_len) {   /* more than max waiting: stay readable */
+        uint64_t one = 1;
+        if (write(dp->evfd, &one, sizeof one) < 0) { /* already readable */ }
+    }
+    pthread_mutex_unlock(&dp->lock);
+    return n;
+}
+
+/* --------------------------------------------------------------- capture API */
+
+int dp_capture_start(dp_t *dp, int port, int fd, int64_t offset)
+{
+    int r = 0;
+    pthread_mutex_lock(&dp->lock);
+    if (!valid_port(dp, port) || fd < 0 || offset < 0) {
+        r = -EINVAL;
+    } else if (dp->ports[port].cap) {
+        r = -EBUSY;
+    } else {
+        struct capture *c = calloc(1, sizeof *c);
+        uint8_t *buf = malloc(CAPBUF);
+        if (!c || !buf) {
+            free(c);
+            free(buf);
+            r = -ENOMEM;
+        } else {
+            c->fd = fd;
+            c->good = offset;
+            c->buf = buf;
+            dp->ports[port].cap = c;
+            memset(&dp->ports[port].capinfo, 0, sizeof dp->ports[port].capinfo);
+            dp->ports[port].capinfo.active = 1;
+            dp->ncaptures++;
+            clock_gettime(CLOCK_REALTIME, &dp->round_ts);
+        }
+    }
+    pthread_mutex_unlock(&dp->lock);
+    return r;
+}
+
+int dp_capture_stop(dp_t *dp, int port)
+{
+    int r = 0;
+    pthread_mutex_lock(&dp->lock);
+    if (!valid_port(dp, port)) {
+        r = -EINVAL;
+    } else if (!dp->ports[port].cap) {
+        r = -ENOENT;
+    } else {
+        if (dp->ports[port].cap->len)
+            capture_flush(dp, port);
+        if (dp->ports[port].cap)
+            capture_close(dp, port);
+    }
+    pthread_mutex_unlock(&dp->lock);
+    return r;
+}
+
+int dp_capture_info(dp_t *dp, int port, struct dp_capture_info *out)
+{
+    pthread_mutex_lock(&dp->lock);
+    int r = valid_port(dp, port) ? 0 : -EINVAL;
+    if (!r)
+        *out = dp->ports[port].capinfo;
+    pthread_mutex_unlock(&dp->lock);
+    return r;
+}
+
+/* ---------------------------------------------------------------- mirror API */
+
+int dp_mirror_set(dp_t *dp, int src, int dst)
+{
+    int r = 0;
+    pthread_mutex_lock(&dp->lock);
+    if (!valid_port(dp, src) || (dst != -1 && !valid_port(dp, dst)) || dst == src) {
+        r = -EINVAL;
+    } else if (dst >= 0 && dp->ports[dst].mirror >= 0) {
+        r = -ELOOP;   /* a mirror destination cannot itself be mirrored: no chains */
+    } else if (dst >= 0 && dp->ports[src].mirror_refs > 0) {
+        r = -ELOOP;
+    } else {
+        int old = dp->ports[src].mirror;
+        if (old >= 0)
+            dp->ports[old].mirror_refs--;
+        dp->ports[src].mirror = dst;
+        if (dst >= 0) {
+            dp->ports[dst].mirror_refs++;
+            mt_flush_port(dp->table, dst);
+        }
+        port_changed(dp, -1);
+    }
+    pthread_mutex_unlock(&dp->lock);
+    return r;
+}
+
+int dp_mirror_get(dp_t *dp, int src)
+{
+    pthread_mutex_lock(&dp->lock);
+    int r = valid_port(dp, src) ? dp->ports[src].mirror : -EINVAL;
+    pthread_mutex_unlock(&dp->lock);
+    return r;
+}
+
+int dp_mirror_sources(dp_t *dp, int dst)
+{
+    pthread_mutex_lock(&dp->lock);
+    int r = valid_port(dp, dst) ? dp->ports[dst].mirror_refs : -EINVAL;
     pthread_mutex_unlock(&dp->lock);
     return r;
 }

@@ -37,6 +37,28 @@ struct dp_stats {
     uint64_t mac_moved;       /* entries moved to another port */
     uint64_t mac_kept;        /* moves refused by min persistence (flapping) */
     uint64_t endpoints_dead;  /* endpoints whose data socket reported hang-up or error */
+    uint64_t events_lost;     /* events dropped because nobody read the queue in time */
+};
+
+/* Events for the control plane, queued by the data plane and read with dp_events_read()
+ * when dp_event_fd() is readable: MACs learned or forgotten (only while hash events are
+ * on) and captures stopped by a write error. */
+#define DP_EV_HASH_ADD 1
+#define DP_EV_HASH_DEL 2
+#define DP_EV_CAPTURE_ERROR 3
+
+struct dp_event {
+    int32_t kind;
+    int32_t port;
+    int32_t err;              /* DP_EV_CAPTURE_ERROR: the errno that stopped the capture */
+    uint16_t vlan;
+    uint8_t mac[6];
+};
+
+struct dp_capture_info {
+    int32_t active;
+    int32_t err;              /* errno of the write that stopped the last capture, or 0 */
+    uint64_t frames, bytes;   /* records written by the current (or last) capture */
 };
 
 typedef struct dp dp_t;
@@ -88,5 +110,27 @@ int dp_vlan_add_tagged(dp_t *dp, int vlan, int port);
 int dp_vlan_del_tagged(dp_t *dp, int vlan, int port);
 int dp_vlan_is_tagged(dp_t *dp, int vlan, int port);
 int dp_vlan_stats(dp_t *dp, int vlan, struct dp_vlan_stats *out);
+
+/* Events. */
+int dp_event_fd(dp_t *dp);
+void dp_set_hash_events(dp_t *dp, int on);
+int dp_events_read(dp_t *dp, struct dp_event *out, int max);   /* returns how many */
+
+/* Capture: every frame a port receives and every copy sent to it is appended to fd as
+ * a pcap record (microsecond timestamps); the caller has written the file header and
+ * passes the offset after it. Records are written at the end of every round, so a
+ * reader sees them at once. A failed write (disk full...) truncates the file to its
+ * last whole record, stops the capture and queues DP_EV_CAPTURE_ERROR. The data plane
+ * owns fd from dp_capture_start() on and closes it. */
+int dp_capture_start(dp_t *dp, int port, int fd, int64_t offset);   /* -EBUSY if running */
+int dp_capture_stop(dp_t *dp, int port);                             /* -ENOENT if none */
+int dp_capture_info(dp_t *dp, int port, struct dp_capture_info *out);
+
+/* Mirroring: port dst gets a copy of every frame src receives and of every copy sent to
+ * src. A mirror destination takes no part in normal forwarding (as a SPAN port). dst -1
+ * turns src's mirror off. */
+int dp_mirror_set(dp_t *dp, int src, int dst);
+int dp_mirror_get(dp_t *dp, int src);                                /* dst or -1 */
+int dp_mirror_sources(dp_t *dp, int dst);     /* how many ports mirror to dst */
 
 #endif

@@ -34,6 +34,8 @@ struct mac_table {
     int64_t minpers_ms;
     uint32_t *heads;
     struct mt_slot *slots;
+    mt_observer observer;
+    void *observer_ctx;
 };
 
 static uint64_t make_key(const uint8_t *mac, uint16_t vlan)
@@ -131,9 +133,35 @@ static int expired(const struct mac_table *t, const struct mt_slot *s, int64_t n
     return now_ms - s->last_seen >= t->expire_ms;
 }
 
+void mt_set_observer(struct mac_table *t, mt_observer fn, void *ctx)
+{
+    t->observer = fn;
+    t->observer_ctx = ctx;
+}
+
+static void report_removal(const struct mac_table *t, const struct mt_slot *s)
+{
+    if (t->observer) {
+        uint8_t mac[6];
+        key_mac(s->key, mac);
+        t->observer(t->observer_ctx, mac, (uint16_t)(s->key >> 48), s->port);
+    }
+}
+
+/* Reports every entry before the whole table is emptied. */
+static void report_all(const struct mac_table *t)
+{
+    if (!t->observer)
+        return;
+    for (uint32_t b = 0; b < t->nbuckets; b++)
+        for (uint32_t i = t->heads[b]; i != NIL; i = t->slots[i].next)
+            report_removal(t, &t->slots[i]);
+}
+
 /* Unlinks slot i, whose predecessor on its chain is prev (NIL if it is the head). */
 static void unlink_slot(struct mac_table *t, uint32_t b, uint32_t prev, uint32_t i)
 {
+    report_removal(t, &t->slots[i]);
     if (prev == NIL)
         t->heads[b] = t->slots[i].next;
     else
@@ -238,6 +266,7 @@ uint32_t mt_flush_vlan(struct mac_table *t, uint16_t vlan)
 
 void mt_flush(struct mac_table *t)
 {
+    report_all(t);
     reset(t);
 }
 
@@ -290,6 +319,7 @@ int mt_resize(struct mac_table *t, uint32_t buckets)
         free(slots);
         return -1;
     }
+    report_all(t);
     free(t->heads);
     free(t->slots);
     t->heads = heads;

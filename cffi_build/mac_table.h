@@ -30,6 +30,11 @@ struct mt_entry {
 
 struct mac_table;
 
+/* Called for every entry that leaves the table (expiry, flush, resize), with the
+ * entry's key and port; lets the data plane report "hash/-" events. */
+typedef void (*mt_observer)(void *ctx, const uint8_t *mac, uint16_t vlan, int32_t port);
+void mt_set_observer(struct mac_table *t, mt_observer fn, void *ctx);
+
 /* buckets is rounded up to a power of two (>= 1); capacity bounds the number of entries. */
 struct mac_table *mt_new(uint32_t buckets, uint32_t capacity);
 void mt_free(struct mac_table *t);

@@ -64,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
             except OSError as e:
                 raise StartupError(f"cannot write pid file {pidfile.path}: {e.strerror}") from None
         switch.load_rcfile()
+        switch.start_captures()
         log.info("switch ready on %s (%d ports)", switch.control.directory, opts.numports)
         trio.run(switch.run)
     except StartupError as e:

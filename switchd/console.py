@@ -200,7 +200,8 @@ class ConsoleSession:
         self.closed = False
         self._buf = b""
         self._skipping = False
-        self.subscriptions: set[str] = set()
+        self.subscriptions: set[str] = set()   # debug categories (debug.py)
+        self.deliver: Callable[[bytes], None] = lambda data: None   # set by the transport
 
     def _run(self, raw: bytes) -> list[Reply]:
         line = raw.rstrip(b"\r").decode("utf-8", "replace")

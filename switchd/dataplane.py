@@ -42,6 +42,28 @@ class MacEntry:
     age: float  # seconds since last seen
 
 
+EV_HASH_ADD = lib.DP_EV_HASH_ADD
+EV_HASH_DEL = lib.DP_EV_HASH_DEL
+EV_CAPTURE_ERROR = lib.DP_EV_CAPTURE_ERROR
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: int       # EV_*
+    port: int
+    err: int        # EV_CAPTURE_ERROR: errno
+    vlan: int
+    mac: bytes
+
+
+@dataclass(frozen=True)
+class CaptureInfo:
+    active: bool
+    err: int        # errno that stopped the last capture, 0
+    frames: int
+    bytes: int
+
+
 def _entry(e) -> MacEntry:
     return MacEntry(bytes(ffi.buffer(e.mac, 6)), e.vlan, e.port, e.bucket, e.age_ms / 1000.0)
 
@@ -186,3 +208,47 @@ class DataPlane:
 
     def is_tagged(self, vlan: int, port: int) -> bool:
         return bool(lib.dp_vlan_is_tagged(self._dp, vlan, port))
+
+    # events (learned/forgotten MACs, capture failures)
+    @property
+    def event_fd(self) -> int:
+        return lib.dp_event_fd(self._dp)
+
+    def set_hash_events(self, on: bool) -> None:
+        lib.dp_set_hash_events(self._dp, 1 if on else 0)
+
+    def read_events(self, maximum: int = 256) -> list[Event]:
+        buf = ffi.new("struct dp_event[]", maximum)
+        n = lib.dp_events_read(self._dp, buf, maximum)
+        return [Event(buf[i].kind, buf[i].port, buf[i].err, buf[i].vlan,
+                      bytes(ffi.buffer(buf[i].mac, 6))) for i in range(n)]
+
+    # capture and mirroring
+    def capture_start(self, port: int, fd: int, offset: int) -> None:
+        """Hands fd (a file with its pcap header written up to offset) to the engine."""
+        _check(lib.dp_capture_start(self._dp, port, fd, offset))
+
+    def capture_stop(self, port: int) -> None:
+        _check(lib.dp_capture_stop(self._dp, port))
+
+    def capture_info(self, port: int) -> CaptureInfo:
+        out = ffi.new("struct dp_capture_info *")
+        _check(lib.dp_capture_info(self._dp, port, out))
+        return CaptureInfo(bool(out.active), out.err, out.frames, out.bytes)
+
+    def set_mirror(self, src: int, dst: int | None) -> None:
+        _check(lib.dp_mirror_set(self._dp, src, -1 if dst is None else dst))
+
+    def mirror(self, src: int) -> int | None:
+        r = lib.dp_mirror_get(self._dp, src)
+        if r == -1:
+            return None
+        return _check(r)
+
+    def mirror_destination(self, port: int) -> bool:
+        return _check(lib.dp_mirror_sources(self._dp, port)) > 0
+
+    def vlan_stats(self, vlan: int) -> tuple[int, int]:
+        out = ffi.new("struct dp_vlan_stats *")
+        _check(lib.dp_vlan_stats(self._dp, vlan, out))
+        return out.in_frames, out.in_bytes

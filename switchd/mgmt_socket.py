@@ -6,6 +6,7 @@ or vanished client only ends its own session.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -17,6 +18,7 @@ from .console import ConsoleSession
 from .listeners import accept_loop, close_listener, listen_unix
 
 log = logging.getLogger("pyvde-switch")
+MAX_QUEUED = 4096    # replies and events waiting for a slow console client
 
 
 class MgmtSocket:
@@ -27,6 +29,7 @@ class MgmtSocket:
         self.gid = gid
         self.listener = None
         self.sessions = 0
+        self.events_dropped = 0
 
     def open(self) -> None:
         self.listener = listen_unix(self.path, self.mode, self.gid)
@@ -40,29 +43,63 @@ class MgmtSocket:
     async def _session(self, conn) -> None:
         session = self.switch.new_console_session()
         self.sessions += 1
+        # One writer sends replies and debug events in the order they were made, so an
+        # event caused by a command comes before that command's status line.
+        send, receive = trio.open_memory_channel(MAX_QUEUED)
+
+        def deliver(event: bytes) -> None:
+            try:
+                send.send_nowait(event)
+            except trio.WouldBlock:
+                self.events_dropped += 1    # a client that does not read loses events only
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+
+        session.deliver = deliver
         try:
             async with trio.SocketStream(conn) as stream:
-                await stream.send_all(self.switch.banner().encode())
-                await stream.send_all(session.prompt)
-                while not session.closed:
-                    data = await stream.receive_some(4096)
-                    replies = session.receive(data) if data else session.end_of_input()
-                    for reply in replies:
-                        await stream.send_all(reply.text)
-                        if reply.action == "shutdown":
-                            log.info("shutdown requested on the management console")
-                            self.switch.request_shutdown()
-                    if not data:
-                        break
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._writer, stream, receive, nursery.cancel_scope)
+                    async with send:      # closing it lets the writer finish the queue
+                        await self._reader(stream, session, send)
+                        session.deliver = lambda event: None
                 if session.closed:
-                    await _linger(stream)
-        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
-            pass     # the client went away; its session simply ends
+                    with contextlib.suppress(*_GONE):
+                        await _linger(stream)
         except Exception:
             log.exception("console session: internal error; session closed")
         finally:
+            session.deliver = lambda event: None
             self.sessions -= 1
             self.switch.end_console_session(session)
+
+    async def _reader(self, stream, session, send) -> None:
+        try:
+            await send.send(self.switch.banner().encode() + session.prompt)
+            while not session.closed:
+                data = await stream.receive_some(4096)
+                replies = session.receive(data) if data else session.end_of_input()
+                for reply in replies:
+                    await send.send(reply.text)
+                    if reply.action == "shutdown":
+                        log.info("shutdown requested on the management console")
+                        self.switch.request_shutdown()
+                if not data:
+                    break
+        except _GONE:
+            pass     # the client went away; its session simply ends
+
+    @staticmethod
+    async def _writer(stream, receive, scope) -> None:
+        try:
+            async with receive:
+                async for data in receive:
+                    await stream.send_all(data)
+        except _GONE:
+            scope.cancel()   # nobody to talk to: end the session
+
+
+_GONE = (OSError, trio.BrokenResourceError, trio.ClosedResourceError)
 
 
 LINGER_SECONDS = 2.0
@@ -91,6 +128,17 @@ async def serve_stdin(switch) -> None:
     """
     tty = os.isatty(0)
     session = ConsoleSession(switch.commands, prompt=b"\nvde$ " if tty else b"", on_stdin=True)
+    out = sys.stdout.buffer
+
+    def deliver(event: bytes) -> None:
+        try:
+            out.write(event)
+            out.flush()
+        except OSError:
+            pass
+
+    session.deliver = deliver
+    switch.debug.attach(session)
     send, receive = trio.open_memory_channel(16)
     token = trio.lowlevel.current_trio_token()
 
@@ -108,7 +156,6 @@ async def serve_stdin(switch) -> None:
                 return
 
     threading.Thread(target=reader, name="stdin-console", daemon=True).start()
-    out = sys.stdout.buffer
     if tty:
         out.write(session.prompt.lstrip(b"\n"))
         out.flush()
@@ -122,6 +169,7 @@ async def serve_stdin(switch) -> None:
                     switch.request_shutdown()
             if not data:
                 break
+    switch.debug.detach(session)
     if tty:
         log.info("EOF on stdin, cleaning up and exiting")
         switch.request_shutdown()

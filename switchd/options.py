@@ -44,6 +44,7 @@ class Options:
     maxframe: int = DEFAULT_MAXFRAME
     handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT
     taps: list[str] = field(default_factory=list)
+    captures: list[tuple[int, str]] = field(default_factory=list)   # --capture PORT:FILE
     help: bool = False
     version: bool = False
 
@@ -73,6 +74,7 @@ _SPEC: list[tuple[tuple[str, ...], str | None, bool, str]] = [
     (("nostdin",), None, False, "nostdin"),
     (("maxframe",), None, True, "maxframe"),
     (("handshake-timeout",), None, True, "handshake_timeout"),
+    (("capture",), None, True, "capture"),
 ]
 _LONG = {name: spec for spec in _SPEC for name in spec[0]}
 _SHORT = {spec[1]: spec for spec in _SPEC if spec[1]}
@@ -136,6 +138,11 @@ def _store(opts: Options, dest: str, opt: str, value: str | None) -> None:
         setattr(opts, dest, _octal(opt, value))
     elif dest == "tap":
         opts.taps.append(value)
+    elif dest == "capture":
+        port, sep, path = value.partition(":")
+        if not sep or not path or not port.isdigit():
+            raise UsageError(f"option {opt}: '{value}' is not PORT:FILE (e.g. 1:/tmp/port1.pcap)")
+        opts.captures.append((int(port), path))
     elif dest == "debugclients":
         pass  # vde_switch parses it and ignores it
     elif dest in ("sock", "group", "pidfile", "rcfile", "mgmt", "mgmtgroup"):
@@ -242,6 +249,7 @@ A VDE-compatible Ethernet switch (pyvde {VERSION}); clients: QEMU, vde_plug, vde
       --maxframe BYTES      largest frame forwarded, 14..65550 (default 9234)
       --handshake-timeout S close control connections silent for S seconds (default 5)
       --nostdin             no console on standard input
+      --capture PORT:FILE   write a pcap file of PORT's traffic from the start (repeatable)
   -F, --fstp, --priority N  accepted for compatibility; spanning tree is not implemented
   -D, --debugclients N      accepted for compatibility; no effect
   -v, --version             print the version and exit

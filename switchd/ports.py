@@ -13,7 +13,11 @@ import grp
 import pwd
 from dataclasses import dataclass, field
 
+from . import debug
 from .console import CommandError, Context
+from .dataplane import NOVLAN
+
+MAX_PORTS = 65535
 
 
 class PortError(CommandError):
@@ -175,10 +179,34 @@ def format_port(p: Port, untagged_vlan: int, stats) -> list[str]:
     return lines
 
 
+def parse_owner(text: str, lookup) -> int | None:
+    """port/setuser / port/setgroup argument: a name, a number, NONE or ANY (no restriction)."""
+    if text in ("NONE", "ANY"):
+        return None
+    if text.isdigit():
+        return int(text)
+    try:
+        return lookup(text)[2]
+    except KeyError:
+        raise CommandError(errno.EINVAL, f"no such user or group '{text}'") from None
+
+
 def register_commands(table, switch) -> None:
     """port/* console commands; they read this module's PortTable and the data plane."""
     ports: PortTable = switch.ports
     dp = switch.dataplane
+
+    def existing(n: int) -> Port:
+        p = ports.get(n)
+        if p is None:
+            raise CommandError(errno.ENXIO, f"port {n} does not exist")
+        return p
+
+    def port_arg(word: str) -> int:
+        try:
+            return int(word, 10)
+        except ValueError:
+            raise CommandError(errno.EINVAL, f"'{word}' is not a port number") from None
 
     table.menu("port", "PORT STATUS MENU")
 
@@ -187,9 +215,84 @@ def register_commands(table, switch) -> None:
         ctx.out += [f"Numports={ports.numports}", f"HUB={'true' if dp.hub else 'false'}",
                     "counters=true"]
 
+    @table.command("port/setnumports", "N", "set the number of ports")
+    def setnumports(ctx: Context) -> None:
+        n = ctx.int_arg()
+        if not 0 < n <= MAX_PORTS:
+            raise CommandError(errno.EINVAL)
+        ports.set_numports(n)
+        dp.set_nslots(n + 1)
+        switch.ports_resized(n)
+
     @table.command("port/sethub", "0/1", "1=HUB 0=switch")
     def sethub(ctx: Context) -> None:
         dp.hub = ctx.int_arg() != 0
+
+    @table.command("port/setvlan", "N VLAN", "set port VLAN (untagged)")
+    def setvlan(ctx: Context) -> None:
+        n, vlan = ctx.int_args(2)
+        if not (0 <= vlan < NOVLAN or vlan == NOVLAN) or not ports.in_range(n):
+            raise CommandError(errno.EINVAL)
+        existing(n)
+        if vlan != NOVLAN and not dp.vlan_exists(vlan):
+            raise CommandError(errno.ENXIO, f"VLAN {vlan} does not exist")
+        dp.set_untagged(n, vlan)
+
+    @table.command("port/createauto", "",
+                   "create a port with an automatically allocated id (inactive|notallocatable)",
+                   data=True)
+    def createauto(ctx: Context) -> None:
+        free = next((n for n in range(1, ports.numports + 1) if n not in ports.ports), None)
+        if free is None:
+            raise CommandError(errno.ENOSPC)
+        ports.create(free)
+        switch.debug.emit("port/+", debug.port_message(free))
+        ctx.out.append(f"Port {free:04d}")
+
+    @table.command("port/create", "N", "create the port N (inactive|notallocatable)")
+    def create(ctx: Context) -> None:
+        n = ctx.int_arg()
+        ports.create(n)
+        switch.debug.emit("port/+", debug.port_message(n))
+
+    @table.command("port/remove", "N", "remove the port N")
+    def remove(ctx: Context) -> None:
+        n = ctx.int_arg()
+        ports.remove(n)
+        switch.vlans.forget_port(n)      # a port made later starts from the defaults
+
+    @table.command("port/allocatable", "N 0/1", "Is the port allocatable as unnamed? 1=Y 0=N")
+    def allocatable(ctx: Context) -> None:
+        n, flag = ctx.int_args(2)
+        existing(n).allocatable = flag != 0
+
+    def set_owner(ctx: Context, attr: str, lookup) -> None:
+        words = ctx.arg.split()
+        if len(words) != 2:
+            raise CommandError(errno.EINVAL)
+        p = existing(port_arg(words[0]))
+        setattr(p, attr, parse_owner(words[1], lookup))
+
+    table.add("port/setuser", "N user", "access control: set user",
+              lambda ctx: set_owner(ctx, "acl_user", pwd.getpwnam))
+    table.add("port/setgroup", "N user", "access control: set group",
+              lambda ctx: set_owner(ctx, "acl_group", grp.getgrnam))
+
+    @table.command("port/epclose", "N ID", "remove the endpoint port N/id ID")
+    def epclose(ctx: Context) -> None:
+        port, ep_id = ctx.int_args(2)
+        if not switch.close_endpoint(port, ep_id):
+            raise CommandError(errno.ENXIO)
+
+    @table.command("port/resetcounter", "[N]", "reset the port (N) counters")
+    def resetcounter(ctx: Context) -> None:
+        if ctx.arg:
+            n = ctx.int_arg()
+            if not ports.in_range(n):
+                raise CommandError(errno.EINVAL)
+            dp.reset_stats(n)
+        else:
+            dp.reset_stats()
 
     def print_ports(ctx: Context, show_inactive: bool) -> None:
         if ctx.arg:
@@ -209,6 +312,7 @@ def register_commands(table, switch) -> None:
     table.add("port/allprint", "[N]", "print the port/endpoint table (including inactive port)",
               lambda ctx: print_ports(ctx, True), data=True)
 
+    # --- pyvde's additions (vde_switch has none of these)
     @table.command("port/counters", "[N]", "all counters of the active ports (or port N)",
                    data=True)
     def counters(ctx: Context) -> None:
@@ -222,18 +326,25 @@ def register_commands(table, switch) -> None:
                            f" {st.out_bytes} drop runt {st.drop_runt} oversize {st.drop_oversize}"
                            f" vlan {st.drop_vlan} tx {st.drop_tx}")
 
-    @table.command("port/resetcounter", "[N]", "reset the port (N) counters")
-    def resetcounter(ctx: Context) -> None:
-        if ctx.arg:
-            n = ctx.int_arg()
-            if not ports.in_range(n):
-                raise CommandError(errno.EINVAL)
-            dp.reset_stats(n)
-        else:
-            dp.reset_stats()
-
-    @table.command("port/epclose", "N ID", "remove the endpoint port N/id ID")
-    def epclose(ctx: Context) -> None:
-        port, ep_id = ctx.int_args(2)
-        if not switch.close_endpoint(port, ep_id):
-            raise CommandError(errno.ENXIO)
+    @table.command("port/mirror", "[SRC DST|off]",
+                   "copy all traffic of port SRC to port DST (no arguments: list)", data=True)
+    def mirror(ctx: Context) -> None:
+        words = ctx.arg.split()
+        if not words:
+            for n in range(ports.numports + 1):
+                dst = dp.mirror(n)
+                if dst is not None:
+                    ctx.out.append(f"Port {n:04d} mirrored to port {dst:04d}")
+            return
+        if len(words) != 2:
+            raise CommandError(errno.EINVAL)
+        src = port_arg(words[0])
+        dst = None if words[1] == "off" else port_arg(words[1])
+        if not ports.in_range(src) or (dst is not None and not ports.in_range(dst)):
+            raise CommandError(errno.EINVAL)
+        if dst is None and dp.mirror(src) is None:
+            raise CommandError(errno.ENOENT)
+        try:
+            dp.set_mirror(src, dst)
+        except OSError:    # src == dst, or a chain of mirrors
+            raise CommandError(errno.EINVAL) from None

@@ -15,12 +15,12 @@ import time
 
 import trio
 
-from . import console, control_socket, mac_table, ports
+from . import capture, console, control_socket, debug, mac_table, ports, vlans
 from .console import CommandTable, ConsoleSession, Context, SessionEnd
 from .control_request import Request
 from .control_socket import ControlSocket, StartupError
 from .daemon import held_stop_signal
-from .dataplane import DataPlane
+from .dataplane import EV_CAPTURE_ERROR, EV_HASH_ADD, EV_HASH_DEL, DataPlane
 from .mgmt_socket import MgmtSocket, serve_stdin
 from .options import VERSION, Options
 from .permissions import GroupError, Permissions
@@ -48,6 +48,9 @@ class Switch:
         self.mgmt = (MgmtSocket(self, os.path.abspath(opts.mgmt), self.perms.mgmt_mode,
                                 self.perms.mgmt_gid) if opts.mgmt else None)
         self.sessions: set[ConsoleSession] = set()
+        self.debug = debug.DebugHub(on_hash_interest=self.dataplane.set_hash_events)
+        self.vlans = vlans.Vlans(self)
+        self.captures = capture.Captures(self)
         self._shutdown = None
         self._shutdown_requested = False
         self.commands = self._build_commands()
@@ -66,6 +69,7 @@ class Switch:
     def close(self) -> None:
         """Removes every file the switch made and frees the data plane."""
         self.dataplane.stop()
+        self.captures.stop_all()
         for ep in self.ports.endpoints():
             self.unplug(ep)
         self.control.close()
@@ -92,7 +96,10 @@ class Switch:
             if path:
                 _unlink(path)
             raise
-        self.ports.attach(ep)
+        if self.ports.attach(ep):
+            self.debug.emit("port/+", debug.port_message(ep.port))
+        self.debug.emit("port/ep/+", debug.endpoint_message(ep.port, ep.id))
+        self.debug.emit("port/descr", debug.descr_message(ep.port, ep.id, ep.description))
         return ep
 
     def unplug(self, ep: Endpoint) -> None:
@@ -101,7 +108,9 @@ class Switch:
         self.dataplane.remove_endpoint(ep.dp_id)   # flushes the port's MACs if it was the last
         ep.dp_id = -1
         _unlink(ep.data_path)
-        self.ports.detach(ep)
+        self.debug.emit("port/ep/-", debug.endpoint_message(ep.port, ep.id))
+        if self.ports.detach(ep):
+            self.debug.emit("port/-", debug.port_message(ep.port))
         log.info("port %d: endpoint %d unplugged", ep.port, ep.id)
 
     def close_endpoint(self, port: int, endpoint_id: int) -> bool:
@@ -117,10 +126,23 @@ class Switch:
     def new_console_session(self) -> ConsoleSession:
         s = ConsoleSession(self.commands)
         self.sessions.add(s)
+        self.debug.attach(s)
         return s
 
     def end_console_session(self, s: ConsoleSession) -> None:
         self.sessions.discard(s)
+        self.debug.detach(s)
+
+    def ports_resized(self, numports: int) -> None:
+        self.captures.ports_resized(numports)
+
+    def start_captures(self) -> None:
+        """--capture PORT:FILE options, after the rc file (which may have resized ports)."""
+        for port, path in self.opts.captures:
+            try:
+                self.captures.start(port, path)
+            except console.CommandError as e:
+                raise StartupError(f"--capture {port}:{path}: {e}") from None
 
     def request_shutdown(self) -> None:
         self._shutdown_requested = True
@@ -161,8 +183,11 @@ class Switch:
             if results and results[-1][1].action == "shutdown":
                 raise SessionEnd("shutdown")
 
+        debug.register_commands(table, self.debug)
         mac_table.register_commands(table, self)
         ports.register_commands(table, self)
+        capture.register_commands(table, self.captures)
+        vlans.register_commands(table, self.vlans)
         return table
 
     def load_rcfile(self) -> None:
@@ -196,6 +221,7 @@ class Switch:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._signals)
+                nursery.start_soon(self._dataplane_events)
                 nursery.start_soon(self.control.serve)
                 if self.mgmt:
                     nursery.start_soon(self.mgmt.serve)
@@ -205,6 +231,19 @@ class Switch:
                 nursery.cancel_scope.cancel()
         finally:
             self.dataplane.stop()
+
+    async def _dataplane_events(self) -> None:
+        """MACs learned and forgotten (hash/+ and hash/- for debug/add), failed captures."""
+        fd = self.dataplane.event_fd
+        while True:
+            await trio.lowlevel.wait_readable(fd)
+            for ev in self.dataplane.read_events():
+                if ev.kind == EV_HASH_ADD:
+                    self.debug.emit("hash/+", debug.hash_message(ev.mac, ev.vlan, ev.port))
+                elif ev.kind == EV_HASH_DEL:
+                    self.debug.emit("hash/-", debug.hash_message(ev.mac, ev.vlan, ev.port))
+                elif ev.kind == EV_CAPTURE_ERROR:
+                    self.captures.failed(ev.port, ev.err)
 
     async def _signals(self) -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:

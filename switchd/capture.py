@@ -1,0 +1,124 @@
+"""Per-port packet capture to pcap files (port/capture, --capture): pyvde's addition.
+
+Python opens the file and writes the pcap file header; the C data plane then owns the
+file and appends one record per frame the port receives or is sent (in the form it
+crosses that port: with or without its 802.1Q tag), flushing at the end of every
+forwarding round so `tcpdump -r` or Wireshark see frames while the capture runs. A write
+error (a full disk) makes the data plane truncate the file to its last whole record and
+stop the capture; the switch logs it and keeps forwarding.
+"""
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import struct
+from dataclasses import dataclass
+
+from .console import CommandError, Context
+
+log = logging.getLogger("pyvde-switch")
+
+PCAP_MAGIC = 0xA1B2C3D4          # microsecond timestamps, host byte order
+LINKTYPE_ETHERNET = 1
+
+
+def pcap_header(snaplen: int) -> bytes:
+    """The 24-byte pcap global header (version 2.4, Ethernet)."""
+    return struct.pack("=IHHiIII", PCAP_MAGIC, 2, 4, 0, 0, max(snaplen, 65535), LINKTYPE_ETHERNET)
+
+
+@dataclass
+class Capture:
+    port: int
+    path: str
+
+
+class Captures:
+    def __init__(self, switch):
+        self.switch = switch
+        self.running: dict[int, Capture] = {}
+
+    @property
+    def dp(self):
+        return self.switch.dataplane
+
+    def start(self, port: int, path: str) -> None:
+        if not self.switch.ports.in_range(port):
+            raise CommandError(errno.EINVAL, f"port {port} out of range")
+        if port in self.running:
+            raise CommandError(errno.EBUSY, f"port {port} is already captured to "
+                                            f"{self.running[port].path}")
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
+        except OSError as e:
+            raise CommandError(e.errno or errno.EIO, f"{path}: {e.strerror}") from None
+        try:
+            header = pcap_header(self.dp.maxframe)
+            if os.write(fd, header) != len(header):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            self.dp.capture_start(port, fd, len(header))
+        except OSError as e:
+            os.close(fd)
+            raise CommandError(e.errno or errno.EIO, f"{path}: {e.strerror}") from None
+        self.running[port] = Capture(port, path)
+        log.info("port %d: capturing to %s", port, path)
+
+    def stop(self, port: int) -> None:
+        cap = self.running.pop(port, None)
+        if cap is None:
+            raise CommandError(errno.ENOENT, f"port {port} is not being captured")
+        try:
+            self.dp.capture_stop(port)
+        except OSError:
+            pass      # already stopped by the data plane (an error event is on its way)
+        info = self.dp.capture_info(port)
+        log.info("port %d: capture to %s stopped after %d frames", port, cap.path, info.frames)
+
+    def stop_all(self) -> None:
+        for port in list(self.running):
+            self.stop(port)
+
+    def failed(self, port: int, err: int) -> None:
+        """The data plane stopped a capture because a write failed."""
+        cap = self.running.pop(port, None)
+        path = cap.path if cap else "?"
+        log.error("port %d: capture to %s stopped: %s (the file keeps every whole frame "
+                  "written before)", port, path, os.strerror(err))
+
+    def ports_resized(self, numports: int) -> None:
+        for port in [p for p in self.running if p > numports]:
+            self.running.pop(port)     # the data plane closed it with the port
+
+    def status_lines(self, ports: list[int]) -> list[str]:
+        lines = []
+        for port in ports:
+            cap = self.running.get(port)
+            if cap is None:
+                continue
+            info = self.dp.capture_info(port)
+            lines.append(f"Port {port:04d} capture {cap.path} frames {info.frames}"
+                         f" bytes {info.bytes}")
+        return lines
+
+
+def register_commands(table, captures: Captures) -> None:
+    @table.command("port/capture", "[N [FILE|off]]",
+                   "write port N's frames to a pcap FILE (no FILE: show; no N: list)", data=True)
+    def capture(ctx: Context) -> None:
+        words = ctx.arg.split(maxsplit=1)
+        if not words:
+            ctx.out += captures.status_lines(sorted(captures.running))
+            return
+        try:
+            port = int(words[0], 10)
+        except ValueError:
+            raise CommandError(errno.EINVAL, f"'{words[0]}' is not a port number") from None
+        if len(words) == 1:
+            if port not in captures.running:
+                raise CommandError(errno.ENOENT)
+            ctx.out += captures.status_lines([port])
+        elif words[1] == "off":
+            captures.stop(port)
+        else:
+            captures.start(port, words[1])
