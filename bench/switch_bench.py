@@ -49,21 +49,25 @@ class Switch:
 
     trials = 0
 
-    def __init__(self, kind: str, workdir: Path):
+    def __init__(self, kind: str, workdir: Path, setup: tuple[str, ...] = ()):
         Switch.trials += 1
         self.kind = kind
         self.dir = workdir / f"{kind}{Switch.trials}.ctl"   # a fresh path: no leftovers
+        self.mgmt = workdir / f"{kind}{Switch.trials}.mgmt"
+        self.setup = setup        # console commands run before the clients start
         self.proc = None
         self.pid = None
 
     def start(self) -> None:
         if self.kind == "pyvde":
-            self.proc = subprocess.Popen([PYVDE_SWITCH, "-s", str(self.dir), "--nostdin"],
+            self.proc = subprocess.Popen([PYVDE_SWITCH, "-s", str(self.dir), "--nostdin",
+                                          "-M", str(self.mgmt)],
                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             self.pid = self.proc.pid
         elif self.kind == "vde_switch":
             pidfile = self.dir.with_suffix(".pid")
-            subprocess.run(["vde_switch", "-d", "-s", str(self.dir), "-p", str(pidfile)], check=True)
+            subprocess.run(["vde_switch", "-d", "-s", str(self.dir), "-p", str(pidfile),
+                            "-M", str(self.mgmt)], check=True)
             deadline = time.monotonic() + 5
             while not pidfile.exists() or not pidfile.read_text().strip():
                 if time.monotonic() > deadline:
@@ -77,9 +81,13 @@ class Switch:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{self.kind} did not start")
             time.sleep(0.02)
+        if self.setup:
+            console(self.mgmt, self.setup)
 
-    def vnl(self) -> str:
-        return f"ptp://{self.dir}" if self.kind == "direct" else str(self.dir)
+    def vnl(self, port: int | None = None) -> str:
+        if self.kind == "direct":
+            return f"ptp://{self.dir}"
+        return str(self.dir) if port is None else f"{self.dir}[{port}]"
 
     def stop(self) -> None:
         if self.pid:
@@ -90,7 +98,7 @@ class Switch:
                 deadline = time.monotonic() + 5
                 while Path(f"/proc/{self.pid}").exists() and time.monotonic() < deadline:
                     time.sleep(0.02)
-        for p in (self.dir, Path(str(self.dir) + "+")):
+        for p in (self.dir, Path(str(self.dir) + "+"), self.mgmt):
             if p.is_dir():
                 shutil.rmtree(p, ignore_errors=True)
             elif p.exists():
@@ -98,13 +106,40 @@ class Switch:
         self.pid = None
 
 
+def console(path: Path, commands: tuple[str, ...]) -> None:
+    """Runs commands on a switch console, one per write (vde_switch reads one per read()),
+    each waiting for its status line; any 1xxx error other than 1000 is fatal."""
+    import socket
+    deadline = time.monotonic() + 5
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no console at {path}")
+        time.sleep(0.02)
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(5)
+        s.connect(str(path))
+        buf = b""
+        while not buf.endswith(b"$ "):
+            buf += s.recv(4096)
+        for cmd in commands:
+            s.sendall(cmd.encode() + b"\n")
+            buf = b""
+            while not buf.endswith(b"\nvde$ "):
+                buf += s.recv(4096)
+            if b"\n1000 Success" not in b"\n" + buf:
+                raise RuntimeError(f"{cmd}: {buf.decode(errors='replace').strip()}")
+
+
 def parse_rate(out: str) -> float:
     fields = dict(item.split("=") for item in out.split())
     return float(fields["rate"])
 
 
-def trial(sw: Switch, scenario: str, size: int, fanout: int, duration: float) -> tuple[float, float]:
-    """One run; returns (delivered frames/s, switch CPU seconds per million frames)."""
+def trial(sw: Switch, scenario: str, size: int, fanout: int, duration: float,
+          ports: tuple[int | None, int | None] = (None, None),
+          vlans: tuple[int | None, int | None] = (None, None)) -> tuple[float, float]:
+    """One run; returns (delivered frames/s, switch CPU seconds per million frames).
+    ports: the sender's and receiver's port (None: any); vlans: 802.1Q VID they tag with."""
     try:
         sw.start()
         t0 = time.time() + 1.5
@@ -115,11 +150,13 @@ def trial(sw: Switch, scenario: str, size: int, fanout: int, duration: float) ->
                                       + common, stdout=subprocess.PIPE, text=True)]
             receivers = procs
         else:
-            recv = subprocess.Popen([lg, "recv", sw.vnl(), "--count", str(fanout)] + common,
-                                    stdout=subprocess.PIPE, text=True)
+            tags = [[] if v is None else ["--vlan", str(v)] for v in vlans]
+            recv = subprocess.Popen([lg, "recv", sw.vnl(ports[1]), "--count", str(fanout)]
+                                    + tags[1] + common, stdout=subprocess.PIPE, text=True)
             time.sleep(0.4)
             dst = ["--dst", "02:00:00:00:01:00"] if scenario == "unicast" else []
-            send = subprocess.Popen([lg, "send", sw.vnl(), "--size", str(size)] + dst + common,
+            send = subprocess.Popen([lg, "send", sw.vnl(ports[0]), "--size", str(size)] + dst
+                                    + tags[0] + common,
                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
             procs, receivers = [recv, send], [recv]
         cpu0 = None

@@ -10,6 +10,8 @@
  *       K connections (MACs MAC, MAC+1, ...); each says hello once so the switch learns
  *       it, then frames received between T0 and T0+D are counted
  *   vde_loadgen mesh VNL --count K --size N --start T0 --duration D
+ *   --vlan VID (send, recv): frames carry an 802.1Q tag for VID (the frame size is
+ *       unchanged: the tag takes 4 bytes of the payload)
  *       K connections in one process, each sending unicast to all the others in turn;
  *       frames received between T0 and T0+D are counted
  *
@@ -31,6 +33,8 @@
 #define BATCH 64
 #define MAXK 64
 #define BUFSZ 65600
+
+static int vlan = -1;   /* --vlan: tag sent frames */
 
 static double now(void)
 {
@@ -67,8 +71,16 @@ static void make_frame(uint8_t *f, unsigned size, const uint8_t *dst, const uint
     memset(f, 0, size);
     memcpy(f, dst, 6);
     memcpy(f + 6, src, 6);
-    f[12] = 0x88;   /* local experimental EtherType */
-    f[13] = 0xb5;
+    unsigned off = 12;
+    if (vlan >= 0) {
+        f[12] = 0x81;
+        f[13] = 0x00;
+        f[14] = (uint8_t)(vlan >> 8);
+        f[15] = (uint8_t)vlan;
+        off = 16;
+    }
+    f[off] = 0x88;   /* local experimental EtherType */
+    f[off + 1] = 0xb5;
 }
 
 static VDECONN *open_vde(const char *vnl)
@@ -237,6 +249,8 @@ int main(int argc, char **argv)
             parse_mac(argv[i + 1], dst);
         else if (!strcmp(argv[i], "--src"))
             parse_mac(argv[i + 1], src);
+        else if (!strcmp(argv[i], "--vlan"))
+            vlan = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--mac"))
             parse_mac(argv[i + 1], base);
         else {

@@ -71,8 +71,12 @@ struct endpoint {
 struct capture {
     int fd;
     int64_t good;           /* file offset after the last whole record written */
-    size_t len;             /* bytes buffered */
-    uint8_t *buf;           /* CAPBUF bytes */
+    uint8_t *buf[2];        /* CAPBUF bytes each */
+    size_t len[2];
+    int cur;                /* the buffer the data plane fills */
+    int pending;            /* buf[!cur] is the writer's until it clears this */
+    int failed, err;        /* set by the writer: a write failed with err */
+    struct capture *next;   /* every capture, for the writer */
 };
 
 struct port {
@@ -136,6 +140,11 @@ struct dp {
 
     int ncaptures;
     struct timespec round_ts;   /* CLOCK_REALTIME at the start of the round: pcap time */
+    pthread_mutex_t cap_lock;
+    pthread_cond_t cap_work, cap_done;
+    struct capture *caps;
+    pthread_t cap_thread;
+    int cap_running, cap_stop;
 };
 
 /* ------------------------------------------------------------------ helpers */
@@ -224,46 +233,135 @@ static void port_changed(struct dp *dp, int port)
 }
 
 /* ----------------------------------------------------------------- capture */
+/*
+ * Each capture has two buffers. The data-plane thread appends records to buf[cur]
+ * (no lock: only it touches that buffer) and, at the end of a round, hands it to the
+ * capture writer thread, which pwrite()s it while the other buffer fills. A disk slower
+ * than the port therefore costs captured frames (counted in `dropped`), never
+ * forwarding speed. pending/failed/err/good and the writer's list are guarded by
+ * cap_lock, which is never held while dp->lock is being waited for.
+ */
 
-static void capture_close(struct dp *dp, int port)
+static void *capture_writer(void *arg);
+
+/* Hands the filled buffer to the writer if it is free; a failed capture is reported
+ * and closed. Returns 1 if buf[cur] is empty afterwards. */
+static int capture_handoff(struct dp *dp, int port);
+
+static void capture_unlink(struct dp *dp, struct capture *c)
+{
+    for (struct capture **link = &dp->caps; *link; link = &(*link)->next)
+        if (*link == c) {
+            *link = c->next;
+            break;
+        }
+}
+
+/* Stops a capture: waits for the writer, then (if write is set and nothing failed)
+ * writes what is still buffered, and closes the file. */
+static void capture_close(struct dp *dp, int port, int write)
 {
     struct capture *c = dp->ports[port].cap;
+    pthread_mutex_lock(&dp->cap_lock);
+    while (c->pending)
+        pthread_cond_wait(&dp->cap_done, &dp->cap_lock);
+    capture_unlink(dp, c);
+    pthread_mutex_unlock(&dp->cap_lock);
+    size_t done = 0, len = c->len[c->cur];
+    while (write && !c->failed && done < len) {
+        ssize_t r = pwrite(c->fd, c->buf[c->cur] + done, len - done, c->good + (int64_t)done);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            if (ftruncate(c->fd, c->good) < 0) { /* the reader may see a cut record */ }
+            dp->ports[port].capinfo.err = r < 0 ? errno : ENOSPC;
+            break;
+        }
+        done += (size_t)r;
+    }
     close(c->fd);
-    free(c->buf);
+    free(c->buf[0]);
+    free(c->buf[1]);
     free(c);
     dp->ports[port].cap = NULL;
     dp->ports[port].capinfo.active = 0;
     dp->ncaptures--;
 }
 
-/* Writes the buffered records; on failure keeps the file whole and stops the capture. */
-static void capture_flush(struct dp *dp, int port)
+static int capture_handoff(struct dp *dp, int port)
 {
     struct capture *c = dp->ports[port].cap;
-    size_t done = 0;
-    while (done < c->len) {
-        ssize_t r = pwrite(c->fd, c->buf + done, c->len - done, c->good + (int64_t)done);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0) {
-            int err = r < 0 ? errno : ENOSPC;
-            if (ftruncate(c->fd, c->good) < 0) { /* the reader may see a cut record */ }
-            dp->ports[port].capinfo.err = err;
-            push_event(dp, DP_EV_CAPTURE_ERROR, port, err, NULL, 0);
-            capture_close(dp, port);
-            return;
-        }
-        done += (size_t)r;
+    int empty = 0;
+    pthread_mutex_lock(&dp->cap_lock);
+    int failed = c->failed;
+    if (!failed && !c->pending && c->len[c->cur]) {
+        c->pending = 1;
+        c->cur ^= 1;
+        c->len[c->cur] = 0;
+        pthread_cond_signal(&dp->cap_work);
     }
-    c->good += (int64_t)c->len;
-    c->len = 0;
+    empty = c->len[c->cur] == 0;
+    pthread_mutex_unlock(&dp->cap_lock);
+    if (failed) {
+        dp->ports[port].capinfo.err = c->err;
+        push_event(dp, DP_EV_CAPTURE_ERROR, port, c->err, NULL, 0);
+        capture_close(dp, port, 0);
+        return 0;
+    }
+    return empty;
 }
 
 static void flush_captures(struct dp *dp)
 {
     for (int p = 0; p < dp->nslots && dp->ncaptures; p++)
-        if (dp->ports[p].cap && dp->ports[p].cap->len)
-            capture_flush(dp, p);
+        if (dp->ports[p].cap)
+            capture_handoff(dp, p);
+}
+
+static void *capture_writer(void *arg)
+{
+    struct dp *dp = arg;
+    pthread_mutex_lock(&dp->cap_lock);
+    for (;;) {
+        struct capture *c = dp->caps;
+        while (c && !c->pending)
+            c = c->next;
+        if (!c) {
+            if (dp->cap_stop)
+                break;
+            pthread_cond_wait(&dp->cap_work, &dp->cap_lock);
+            continue;
+        }
+        int idx = !c->cur;
+        size_t len = c->len[idx], done = 0;
+        int64_t at = c->good;
+        int err = 0;
+        pthread_mutex_unlock(&dp->cap_lock);
+        while (done < len) {
+            ssize_t r = pwrite(c->fd, c->buf[idx] + done, len - done, at + (int64_t)done);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r <= 0) {
+                err = r < 0 ? errno : ENOSPC;
+                if (ftruncate(c->fd, at) < 0) { /* the reader may see a cut record */ }
+                break;
+            }
+            done += (size_t)r;
+        }
+        pthread_mutex_lock(&dp->cap_lock);
+        if (err) {
+            c->failed = 1;
+            c->err = err;
+            uint64_t one = 1;   /* wake the data plane so it reports the failure now */
+            if (write(dp->wakefd, &one, sizeof one) < 0) { /* it wakes within 1 s anyway */ }
+        } else {
+            c->good = at + (int64_t)len;
+        }
+        c->pending = 0;
+        pthread_cond_broadcast(&dp->cap_done);
+    }
+    pthread_mutex_unlock(&dp->cap_lock);
+    return NULL;
 }
 
 static void put32(uint8_t *b, uint32_t v) { memcpy(b, &v, 4); }   /* pcap: host order */
@@ -275,12 +373,12 @@ static void capture_record(struct dp *dp, int port, const struct iovec *iov, int
     size_t len = 0;
     for (int i = 0; i < niov; i++)
         len += iov[i].iov_len;
-    if (c->len + 16 + len > CAPBUF) {
-        capture_flush(dp, port);
-        if (!dp->ports[port].cap)
-            return;
+    if (c->len[c->cur] + 16 + len > CAPBUF && !capture_handoff(dp, port)) {
+        if (dp->ports[port].cap)
+            dp->ports[port].capinfo.dropped++;   /* the writer is behind: lose the record */
+        return;
     }
-    uint8_t *b = c->buf + c->len;
+    uint8_t *b = c->buf[c->cur] + c->len[c->cur];
     put32(b, (uint32_t)dp->round_ts.tv_sec);
     put32(b + 4, (uint32_t)(dp->round_ts.tv_nsec / 1000));
     put32(b + 8, (uint32_t)len);
@@ -290,7 +388,7 @@ static void capture_record(struct dp *dp, int port, const struct iovec *iov, int
         memcpy(b, iov[i].iov_base, iov[i].iov_len);
         b += iov[i].iov_len;
     }
-    c->len += 16 + len;
+    c->len[c->cur] += 16 + len;
     dp->ports[port].capinfo.frames++;
     dp->ports[port].capinfo.bytes += len;
 }
@@ -634,6 +732,9 @@ dp_t *dp_new(int nslots, int maxframe, uint32_t hashsize)
     if (!dp)
         return NULL;
     pthread_mutex_init(&dp->lock, NULL);
+    pthread_mutex_init(&dp->cap_lock, NULL);
+    pthread_cond_init(&dp->cap_work, NULL);
+    pthread_cond_init(&dp->cap_done, NULL);
     dp->epfd = epoll_create1(EPOLL_CLOEXEC);
     dp->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     dp->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -700,12 +801,15 @@ void dp_free(dp_t *dp)
         return;
     dp_stop(dp);
     for (int p = 0; dp->ports && p < dp->nslots; p++)
-        if (dp->ports[p].cap) {
-            if (dp->ports[p].cap->len)
-                capture_flush(dp, p);
-            if (dp->ports[p].cap)
-                capture_close(dp, p);
-        }
+        if (dp->ports[p].cap)
+            capture_close(dp, p, 1);
+    if (dp->cap_running) {
+        pthread_mutex_lock(&dp->cap_lock);
+        dp->cap_stop = 1;
+        pthread_cond_signal(&dp->cap_work);
+        pthread_mutex_unlock(&dp->cap_lock);
+        pthread_join(dp->cap_thread, NULL);
+    }
     for (int i = 0; i < dp->neps; i++) {
         if (dp->eps[i] && dp->eps[i]->fd >= 0)
             close(dp->eps[i]->fd);
@@ -728,6 +832,9 @@ void dp_free(dp_t *dp)
     if (dp->evfd > 0)
         close(dp->evfd);
     pthread_mutex_destroy(&dp->lock);
+    pthread_mutex_destroy(&dp->cap_lock);
+    pthread_cond_destroy(&dp->cap_work);
+    pthread_cond_destroy(&dp->cap_done);
     free(dp);
 }
 
@@ -866,11 +973,8 @@ int dp_set_nslots(dp_t *dp, int nslots)
     if ((r = set_vlan_words(dp, nslots)) < 0)
         goto out;
     for (int p = nslots; p < dp->nslots; p++) {   /* ports that vanish: captures, mirrors */
-        if (ports[p].cap) {
-            capture_flush(dp, p);
-            if (ports[p].cap)
-                capture_close(dp, p);
-        }
+        if (ports[p].cap)
+            capture_close(dp, p, 1);
         if (ports[p].mirror >= 0 && ports[p].mirror < nslots)
             ports[ports[p].mirror].mirror_refs--;
     }
@@ -1164,15 +1268,25 @@ int dp_capture_start(dp_t *dp, int port, int fd, int64_t offset)
         r = -EBUSY;
     } else {
         struct capture *c = calloc(1, sizeof *c);
-        uint8_t *buf = malloc(CAPBUF);
-        if (!c || !buf) {
+        uint8_t *b0 = malloc(CAPBUF), *b1 = malloc(CAPBUF);
+        if (!dp->cap_running) {
+            r = -pthread_create(&dp->cap_thread, NULL, capture_writer, dp);
+            dp->cap_running = r == 0;
+        }
+        if (!c || !b0 || !b1 || r) {
             free(c);
-            free(buf);
-            r = -ENOMEM;
+            free(b0);
+            free(b1);
+            r = r ? r : -ENOMEM;
         } else {
             c->fd = fd;
             c->good = offset;
-            c->buf = buf;
+            c->buf[0] = b0;
+            c->buf[1] = b1;
+            pthread_mutex_lock(&dp->cap_lock);
+            c->next = dp->caps;
+            dp->caps = c;
+            pthread_mutex_unlock(&dp->cap_lock);
             dp->ports[port].cap = c;
             memset(&dp->ports[port].capinfo, 0, sizeof dp->ports[port].capinfo);
             dp->ports[port].capinfo.active = 1;
@@ -1193,10 +1307,7 @@ int dp_capture_stop(dp_t *dp, int port)
     } else if (!dp->ports[port].cap) {
         r = -ENOENT;
     } else {
-        if (dp->ports[port].cap->len)
-            capture_flush(dp, port);
-        if (dp->ports[port].cap)
-            capture_close(dp, port);
+        capture_close(dp, port, 1);
     }
     pthread_mutex_unlock(&dp->lock);
     return r;

@@ -59,6 +59,7 @@ struct dp_capture_info {
     int32_t active;
     int32_t err;              /* errno of the write that stopped the last capture, or 0 */
     uint64_t frames, bytes;   /* records written by the current (or last) capture */
+    uint64_t dropped;         /* records lost because the disk was slower than the port */
 };
 
 typedef struct dp dp_t;
@@ -118,8 +119,9 @@ int dp_events_read(dp_t *dp, struct dp_event *out, int max);   /* returns how ma
 
 /* Capture: every frame a port receives and every copy sent to it is appended to fd as
  * a pcap record (microsecond timestamps); the caller has written the file header and
- * passes the offset after it. Records are written at the end of every round, so a
- * reader sees them at once. A failed write (disk full...) truncates the file to its
+ * passes the offset after it. Records are handed to a writer thread at the end of every
+ * round, so a reader sees them at once; if the disk is slower than the port, records
+ * are dropped (counted) rather than slowing forwarding. A failed write (disk full...) truncates the file to its
  * last whole record, stops the capture and queues DP_EV_CAPTURE_ERROR. The data plane
  * owns fd from dp_capture_start() on and closes it. */
 int dp_capture_start(dp_t *dp, int port, int fd, int64_t offset);   /* -EBUSY if running */

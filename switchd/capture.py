@@ -2,10 +2,12 @@
 
 Python opens the file and writes the pcap file header; the C data plane then owns the
 file and appends one record per frame the port receives or is sent (in the form it
-crosses that port: with or without its 802.1Q tag), flushing at the end of every
-forwarding round so `tcpdump -r` or Wireshark see frames while the capture runs. A write
-error (a full disk) makes the data plane truncate the file to its last whole record and
-stop the capture; the switch logs it and keeps forwarding.
+crosses that port: with or without its 802.1Q tag). Records are handed to a writer
+thread at the end of every forwarding round, so `tcpdump -r` or Wireshark see frames
+while the capture runs; a disk slower than the port loses records (counted as
+`dropped`), never forwarding speed. A write error (a full disk) makes the writer
+truncate the file to its last whole record and stop the capture; the switch logs it and
+keeps forwarding.
 """
 from __future__ import annotations
 
@@ -73,7 +75,8 @@ class Captures:
         except OSError:
             pass      # already stopped by the data plane (an error event is on its way)
         info = self.dp.capture_info(port)
-        log.info("port %d: capture to %s stopped after %d frames", port, cap.path, info.frames)
+        log.info("port %d: capture to %s stopped after %d frames (%d dropped: disk too slow)",
+                 port, cap.path, info.frames, info.dropped)
 
     def stop_all(self) -> None:
         for port in list(self.running):
@@ -98,7 +101,7 @@ class Captures:
                 continue
             info = self.dp.capture_info(port)
             lines.append(f"Port {port:04d} capture {cap.path} frames {info.frames}"
-                         f" bytes {info.bytes}")
+                         f" bytes {info.bytes} dropped {info.dropped}")
         return lines
 
 

@@ -62,6 +62,7 @@ class CaptureInfo:
     err: int        # errno that stopped the last capture, 0
     frames: int
     bytes: int
+    dropped: int    # records lost because the disk was slower than the port
 
 
 def _entry(e) -> MacEntry:
@@ -234,7 +235,7 @@ class DataPlane:
     def capture_info(self, port: int) -> CaptureInfo:
         out = ffi.new("struct dp_capture_info *")
         _check(lib.dp_capture_info(self._dp, port, out))
-        return CaptureInfo(bool(out.active), out.err, out.frames, out.bytes)
+        return CaptureInfo(bool(out.active), out.err, out.frames, out.bytes, out.dropped)
 
     def set_mirror(self, src: int, dst: int | None) -> None:
         _check(lib.dp_mirror_set(self._dp, src, -1 if dst is None else dst))
