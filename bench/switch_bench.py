@@ -117,7 +117,14 @@ def console(path: Path, commands: tuple[str, ...]) -> None:
         time.sleep(0.02)
     with socket.socket(socket.AF_UNIX) as s:
         s.settimeout(5)
-        s.connect(str(path))
+        while True:        # the file exists from bind(); connect works from listen()
+            try:
+                s.connect(str(path))
+                break
+            except ConnectionRefusedError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
         buf = b""
         while not buf.endswith(b"$ "):
             buf += s.recv(4096)
