@@ -474,3 +474,27 @@ def test_debian_vde_switch_debug_events_are_skipped(debian_switch, plugs):
         client.logout()
         client.close()
     assert os.path.exists(sw.mgmt_path)
+
+
+def test_json_vlans_on_pyvde_switch(switch, plugs):
+    def ready():
+        wait_for(lambda: sum(ln.startswith("Port ") for ln in switch.command("port/print")) == 2,
+                 what="two ports")
+    two_talking_plugs(switch, plugs, ready)
+    mgmt = switch.mgmt_path
+    pa, pb = (port_of(switch.command("port/print"), d) for d in ("vm1 first", "vm2"))
+    for cmd in ("vlan/create 12", f"vlan/addport 12 {pb}", "port/create 30",
+                "port/setvlan 30 12"):
+        r = ctl(mgmt, *cmd.split())
+        assert (r.returncode, r.stdout, r.stderr) == (0, "", ""), cmd
+    assert ctl_json(mgmt, "vlan/print") == [
+        {"vlan": 0, "ports": [{"port": p, "tagged": False, "active": True, "status": "Forwarding"}
+                              for p in sorted([pa, pb])]},
+        {"vlan": 12, "ports": [{"port": pb, "tagged": True, "active": True,
+                                "status": "Forwarding"}]}]
+    assert ctl_json(mgmt, "vlan/allprint", "12") == [
+        {"vlan": 12, "ports": [
+            {"port": pb, "tagged": True, "active": True, "status": "Forwarding"},
+            {"port": 30, "tagged": False, "active": False, "status": "Learning"}]}]
+    r = ctl(mgmt, "vlan/remove", "12")
+    assert (r.returncode, r.stderr) == (1, "pyvde-ctl: vlan/remove 12: Address already in use\n")
