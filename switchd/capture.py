@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import stat
 import struct
 from dataclasses import dataclass
 
@@ -23,11 +24,38 @@ log = logging.getLogger("pyvde-switch")
 
 PCAP_MAGIC = 0xA1B2C3D4          # microsecond timestamps, host byte order
 LINKTYPE_ETHERNET = 1
+VLAN_TAG_LEN = 4
 
 
 def pcap_header(snaplen: int) -> bytes:
     """The 24-byte pcap global header (version 2.4, Ethernet)."""
     return struct.pack("=IHHiIII", PCAP_MAGIC, 2, 4, 0, 0, max(snaplen, 65535), LINKTYPE_ETHERNET)
+
+
+def _open_seekable(path: str) -> int:
+    """Opens (creates, truncates) a capture file without ever blocking the control plane.
+
+    Records are written with pwrite() at known offsets, so the file must be seekable: a
+    FIFO or socket is refused with ESPIPE (a blocking open of a FIFO nobody reads would
+    freeze the whole console until someone did)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        st = None
+    if st is not None and (stat.S_ISFIFO(st.st_mode) or stat.S_ISSOCK(st.st_mode)):
+        raise CommandError(errno.ESPIPE, f"{path}: not a seekable file")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NONBLOCK,
+                     0o640)
+    except OSError as e:
+        raise CommandError(e.errno or errno.EIO, f"{path}: {e.strerror}") from None
+    try:
+        os.lseek(fd, 0, os.SEEK_CUR)       # a FIFO swapped in after the stat fails here
+        os.set_blocking(fd, True)
+    except OSError as e:
+        os.close(fd)
+        raise CommandError(e.errno or errno.EIO, f"{path}: {e.strerror}") from None
+    return fd
 
 
 @dataclass
@@ -51,12 +79,10 @@ class Captures:
         if port in self.running:
             raise CommandError(errno.EBUSY, f"port {port} is already captured to "
                                             f"{self.running[port].path}")
+        fd = _open_seekable(path)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
-        except OSError as e:
-            raise CommandError(e.errno or errno.EIO, f"{path}: {e.strerror}") from None
-        try:
-            header = pcap_header(self.dp.maxframe)
+            # the longest record: a maxframe frame that gets an 802.1Q tag on the way out
+            header = pcap_header(self.dp.maxframe + VLAN_TAG_LEN)
             if os.write(fd, header) != len(header):
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
             self.dp.capture_start(port, fd, len(header))
