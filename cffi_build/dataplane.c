@@ -243,6 +243,7 @@ static void port_changed(struct dp *dp, int port)
  */
 
 static void *capture_writer(void *arg);
+static size_t whole_records(const uint8_t *buf, size_t n);
 
 /* Hands the filled buffer to the writer if it is free; a failed capture is reported
  * and closed. Returns 1 if buf[cur] is empty afterwards. */
@@ -259,7 +260,7 @@ static void capture_unlink(struct dp *dp, struct capture *c)
 
 /* Stops a capture: waits for the writer, then (if write is set and nothing failed)
  * writes what is still buffered, and closes the file. */
-static void capture_close(struct dp *dp, int port, int write)
+static int capture_close(struct dp *dp, int port, int write)
 {
     struct capture *c = dp->ports[port].cap;
     pthread_mutex_lock(&dp->cap_lock);
@@ -267,14 +268,19 @@ static void capture_close(struct dp *dp, int port, int write)
         pthread_cond_wait(&dp->cap_done, &dp->cap_lock);
     capture_unlink(dp, c);
     pthread_mutex_unlock(&dp->cap_lock);
+    int err = c->failed ? c->err : 0;
+    if (err)
+        dp->ports[port].capinfo.err = err;
     size_t done = 0, len = c->len[c->cur];
     while (write && !c->failed && done < len) {
         ssize_t r = pwrite(c->fd, c->buf[c->cur] + done, len - done, c->good + (int64_t)done);
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0) {
-            if (ftruncate(c->fd, c->good) < 0) { /* the reader may see a cut record */ }
-            dp->ports[port].capinfo.err = r < 0 ? errno : ENOSPC;
+            err = r < 0 ? errno : ENOSPC;
+            size_t whole = whole_records(c->buf[c->cur], done);
+            if (ftruncate(c->fd, c->good + (int64_t)whole) < 0) { /* a cut record stays */ }
+            dp->ports[port].capinfo.err = err;
             break;
         }
         done += (size_t)r;
@@ -286,6 +292,7 @@ static void capture_close(struct dp *dp, int port, int write)
     dp->ports[port].cap = NULL;
     dp->ports[port].capinfo.active = 0;
     dp->ncaptures--;
+    return err;
 }
 
 static int capture_handoff(struct dp *dp, int port)
@@ -318,6 +325,20 @@ static void flush_captures(struct dp *dp)
             capture_handoff(dp, p);
 }
 
+/* The length of the longest run of whole pcap records at the start of buf[0..n). */
+static size_t whole_records(const uint8_t *buf, size_t n)
+{
+    size_t at = 0;
+    while (at + 16 <= n) {
+        uint32_t incl;
+        memcpy(&incl, buf + at + 8, 4);
+        if (at + 16 + incl > n)
+            break;
+        at += 16 + incl;
+    }
+    return at;
+}
+
 static void *capture_writer(void *arg)
 {
     struct dp *dp = arg;
@@ -343,15 +364,20 @@ static void *capture_writer(void *arg)
                 continue;
             if (r <= 0) {
                 err = r < 0 ? errno : ENOSPC;
-                if (ftruncate(c->fd, at) < 0) { /* the reader may see a cut record */ }
                 break;
             }
             done += (size_t)r;
+        }
+        size_t whole = len;
+        if (err) {   /* keep every whole record that reached the file, cut the rest */
+            whole = whole_records(c->buf[idx], done);
+            if (ftruncate(c->fd, at + (int64_t)whole) < 0) { /* a reader may see a cut record */ }
         }
         pthread_mutex_lock(&dp->cap_lock);
         if (err) {
             c->failed = 1;
             c->err = err;
+            c->good = at + (int64_t)whole;
             uint64_t one = 1;   /* wake the data plane so it reports the failure now */
             if (write(dp->wakefd, &one, sizeof one) < 0) { /* it wakes within 1 s anyway */ }
         } else {
@@ -524,6 +550,10 @@ static void forward(struct dp *dp, int p, uint8_t *frame, unsigned len, int64_t 
     struct port *in = &dp->ports[p];
     in->st.in_frames++;
     in->st.in_bytes += len;
+    if (in->mirror_refs) {   /* a mirror destination only listens, like a SPAN port */
+        in->st.drop_mirror++;
+        return;
+    }
     if (in->cap) {
         struct iovec iov = {frame, len};
         capture_record(dp, p, &iov, 1);
@@ -777,6 +807,12 @@ int dp_start(dp_t *dp)
     if (dp->running)
         return -EALREADY;
     dp->stop = 0;
+    if (!dp->cap_running) {   /* started here, not before: the switch may fork to daemonize */
+        int r = pthread_create(&dp->cap_thread, NULL, capture_writer, dp);
+        if (r)
+            return -r;
+        dp->cap_running = 1;
+    }
     int r = pthread_create(&dp->thread, NULL, dp_thread, dp);
     if (r)
         return -r;
@@ -1269,15 +1305,11 @@ int dp_capture_start(dp_t *dp, int port, int fd, int64_t offset)
     } else {
         struct capture *c = calloc(1, sizeof *c);
         uint8_t *b0 = malloc(CAPBUF), *b1 = malloc(CAPBUF);
-        if (!dp->cap_running) {
-            r = -pthread_create(&dp->cap_thread, NULL, capture_writer, dp);
-            dp->cap_running = r == 0;
-        }
-        if (!c || !b0 || !b1 || r) {
+        if (!c || !b0 || !b1) {
             free(c);
             free(b0);
             free(b1);
-            r = r ? r : -ENOMEM;
+            r = -ENOMEM;
         } else {
             c->fd = fd;
             c->good = offset;
@@ -1307,7 +1339,7 @@ int dp_capture_stop(dp_t *dp, int port)
     } else if (!dp->ports[port].cap) {
         r = -ENOENT;
     } else {
-        capture_close(dp, port, 1);
+        r = -capture_close(dp, port, 1);   /* a write that failed before or now: its errno */
     }
     pthread_mutex_unlock(&dp->lock);
     return r;

@@ -21,6 +21,7 @@ struct dp_port_stats {
     uint64_t drop_oversize;           /* longer than the maximum frame size */
     uint64_t drop_vlan;               /* VLAN not allowed on the ingress port */
     uint64_t drop_tx;                 /* copies not delivered: receiver full or gone */
+    uint64_t drop_mirror;             /* received on a mirror destination (it only listens) */
 };
 
 struct dp_vlan_stats {
@@ -125,11 +126,14 @@ int dp_events_read(dp_t *dp, struct dp_event *out, int max);   /* returns how ma
  * last whole record, stops the capture and queues DP_EV_CAPTURE_ERROR. The data plane
  * owns fd from dp_capture_start() on and closes it. */
 int dp_capture_start(dp_t *dp, int port, int fd, int64_t offset);   /* -EBUSY if running */
-int dp_capture_stop(dp_t *dp, int port);                             /* -ENOENT if none */
+/* Writes what is buffered and closes the file; -ENOENT if no capture, -errno if a write
+ * failed (before or now; the capture is closed all the same). */
+int dp_capture_stop(dp_t *dp, int port);
 int dp_capture_info(dp_t *dp, int port, struct dp_capture_info *out);
 
 /* Mirroring: port dst gets a copy of every frame src receives and of every copy sent to
- * src. A mirror destination takes no part in normal forwarding (as a SPAN port). dst -1
+ * src. A mirror destination takes no part in normal forwarding (as a SPAN port): it gets
+ * no other traffic and what it sends is dropped (counted in drop_mirror). dst -1
  * turns src's mirror off. */
 int dp_mirror_set(dp_t *dp, int src, int dst);
 int dp_mirror_get(dp_t *dp, int src);                                /* dst or -1 */

@@ -96,13 +96,19 @@ class Captures:
         cap = self.running.pop(port, None)
         if cap is None:
             raise CommandError(errno.ENOENT, f"port {port} is not being captured")
+        err = 0
         try:
             self.dp.capture_stop(port)
-        except OSError:
-            pass      # already stopped by the data plane (an error event is on its way)
+        except OSError as e:
+            # ENOENT: the data plane closed it after a failed write, just now (its event
+            # will find nothing left to report); otherwise a write failed on the way out.
+            err = e.errno if e.errno != errno.ENOENT else self.dp.capture_info(port).err
         info = self.dp.capture_info(port)
-        log.info("port %d: capture to %s stopped after %d frames (%d dropped: disk too slow)",
-                 port, cap.path, info.frames, info.dropped)
+        if err:
+            self._log_failure(port, cap.path, err)
+        else:
+            log.info("port %d: capture to %s stopped after %d frames (%d dropped: disk too slow)",
+                     port, cap.path, info.frames, info.dropped)
 
     def stop_all(self) -> None:
         for port in list(self.running):
@@ -111,7 +117,11 @@ class Captures:
     def failed(self, port: int, err: int) -> None:
         """The data plane stopped a capture because a write failed."""
         cap = self.running.pop(port, None)
-        path = cap.path if cap else "?"
+        if cap is not None:       # else port/capture N off got there first and logged it
+            self._log_failure(port, cap.path, err)
+
+    @staticmethod
+    def _log_failure(port: int, path: str, err: int) -> None:
         log.error("port %d: capture to %s stopped: %s (the file keeps every whole frame "
                   "written before)", port, path, os.strerror(err))
 

@@ -55,6 +55,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: {e}", file=sys.stderr)
         return 1
     try:
+        # Before daemonizing: failures reach stderr and exit 1, relative paths work.
+        switch.load_rcfile()
+        switch.start_captures()
+    except StartupError as e:
+        print(f"{PROG}: {e}", file=sys.stderr)
+        switch.close()
+        return 1
+    try:
         if opts.daemon:
             daemonize()
             setup_logging(True, PROG)
@@ -63,8 +71,6 @@ def main(argv: list[str] | None = None) -> int:
                 pidfile.write()
             except OSError as e:
                 raise StartupError(f"cannot write pid file {pidfile.path}: {e.strerror}") from None
-        switch.load_rcfile()
-        switch.start_captures()
         log.info("switch ready on %s (%d ports)", switch.control.directory, opts.numports)
         trio.run(switch.run)
     except StartupError as e:

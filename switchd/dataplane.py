@@ -31,6 +31,7 @@ class PortStats:
     drop_oversize: int
     drop_vlan: int
     drop_tx: int
+    drop_mirror: int = 0
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,8 @@ class DataPlane:
         st = ffi.new("struct dp_port_stats *")
         _check(lib.dp_port_stats(self._dp, port, st))
         return PortStats(st.in_frames, st.in_bytes, st.out_frames, st.out_bytes,
-                         st.drop_runt, st.drop_oversize, st.drop_vlan, st.drop_tx)
+                         st.drop_runt, st.drop_oversize, st.drop_vlan, st.drop_tx,
+                         st.drop_mirror)
 
     def reset_stats(self, port: int | None = None) -> None:
         lib.dp_reset_stats(self._dp, -1 if port is None else port)
