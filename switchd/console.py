@@ -153,6 +153,8 @@ def run_script(table: CommandTable, path: str, session: ConsoleSession | None = 
     global _load_depth
     if _load_depth >= MAX_LOAD_DEPTH:
         raise CommandError(errno.ELOOP, f"scripts nested more than {MAX_LOAD_DEPTH} deep")
+    if "\0" in path:      # open() would raise ValueError, which no caller expects
+        raise CommandError(errno.EINVAL, "NUL byte in the file name")
     with open(path, encoding="utf-8", errors="replace") as f:
         lines = [ln.strip() for ln in f.read().splitlines()]
     results: list[tuple[str, Reply]] = []
@@ -161,13 +163,31 @@ def run_script(table: CommandTable, path: str, session: ConsoleSession | None = 
         for line in lines:
             if not line or line.startswith("#"):
                 continue
-            reply = execute(table, line, session)
+            reply = _execute_keeping_events(table, line, session)
             results.append((line, reply))
             if reply.action == "shutdown":
                 break
     finally:
         _load_depth -= 1
     return results
+
+
+def _execute_keeping_events(table: CommandTable, line: str, session: ConsoleSession | None
+                            ) -> Reply:
+    """execute(), with the debug events the line causes for this session put in front of
+    its reply: the transcript is sent after the whole script ran, and vde_switch shows
+    each event after the echo of the line that caused it, not before the transcript."""
+    if session is None:
+        return execute(table, line, session)
+    events: list[bytes] = []
+    deliver, session.deliver = session.deliver, events.append
+    try:
+        reply = execute(table, line, session)
+    finally:
+        session.deliver = deliver
+    if not events:
+        return reply
+    return Reply(b"".join(events) + reply.text, reply.action, reply.code)
 
 
 def transcript(path: str, results: list[tuple[str, Reply]]) -> str:
@@ -190,7 +210,9 @@ class ConsoleSession:
 
     Lines end with "\\n" ("\\r\\n" is accepted). A line longer than MAX_LINE gets
     `1007 Argument list too long` and is skipped up to its end. At end of input a
-    last line without newline is still executed (so `printf help | socat ...` works).
+    last line without newline is still executed (so `printf help | socat ...` works),
+    and so is one the client then stops sending after (flush_partial): vdeterm sends
+    its commands without a newline, as vde_switch takes each read() as one command.
     """
 
     def __init__(self, table: CommandTable, prompt: bytes = PROMPT, on_stdin: bool = False):
@@ -233,6 +255,19 @@ class ConsoleSession:
                 continue
             replies.extend(self._run(raw))
         return replies
+
+    def has_partial(self) -> bool:
+        """Bytes of a line without its newline are waiting (or an over-long line is
+        being skipped)."""
+        return bool(self._buf) or self._skipping
+
+    def flush_partial(self) -> list[Reply]:
+        """The client went quiet in the middle of a line: that line is a command."""
+        raw, self._buf = self._buf, b""
+        skipping, self._skipping = self._skipping, False
+        if raw.strip() and not skipping and not self.closed:
+            return self._run(raw)
+        return []
 
     def end_of_input(self) -> list[Reply]:
         raw, self._buf = self._buf, b""

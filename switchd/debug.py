@@ -107,9 +107,9 @@ class DebugHub:
 
     @staticmethod
     def list_lines(session, prefix: str) -> list[str]:
+        """The header and one row per category starting with prefix (only the header
+        when none does: vde_switch prints it before its 1002)."""
         rows = [c for c in CATEGORIES if c.path.startswith(prefix)]
-        if not rows:
-            raise CommandError(errno.ENOENT)
         subscribed = session.subscriptions if session is not None else set()
         return [f"{'CATEGORY':<22} {'TAG':>3} {'STATUS':<6} HELP",
                 f"{'------------':<22} --- ------ ----"] + [
@@ -128,6 +128,8 @@ def register_commands(table, hub: DebugHub) -> None:
     @table.command("debug/list", "", "list debug categories", data=True)
     def list_(ctx: Context) -> None:
         ctx.out += hub.list_lines(ctx.session, ctx.arg)
+        if len(ctx.out) == 2:                # nothing but the header
+            raise CommandError(errno.ENOENT)
 
     @table.command("debug/add", "dbgpath", "enable debug info for a given category")
     def add(ctx: Context) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import sys
 import threading
@@ -19,6 +20,7 @@ from .listeners import accept_loop, close_listener, listen_unix
 
 log = logging.getLogger("pyvde-switch")
 MAX_QUEUED = 4096    # replies and events waiting for a slow console client
+PARTIAL_LINE_WAIT = 0.2   # seconds of silence that end a line sent without "\n"
 
 
 class MgmtSocket:
@@ -77,14 +79,21 @@ class MgmtSocket:
         try:
             await send.send(self.switch.banner().encode() + session.prompt)
             while not session.closed:
-                data = await stream.receive_some(4096)
-                replies = session.receive(data) if data else session.end_of_input()
+                data = None
+                # vdeterm sends each command without "\n": a line the client stops in
+                # the middle of is run once it has been quiet for PARTIAL_LINE_WAIT.
+                with trio.move_on_after(PARTIAL_LINE_WAIT if session.has_partial() else math.inf):
+                    data = await stream.receive_some(4096)
+                if data is None:
+                    replies = session.flush_partial()
+                else:
+                    replies = session.receive(data) if data else session.end_of_input()
                 for reply in replies:
                     await send.send(reply.text)
                     if reply.action == "shutdown":
                         log.info("shutdown requested on the management console")
                         self.switch.request_shutdown()
-                if not data:
+                if data == b"":
                     break
         except _GONE:
             pass     # the client went away; its session simply ends
