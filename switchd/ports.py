@@ -197,6 +197,8 @@ def register_commands(table, switch) -> None:
     dp = switch.dataplane
 
     def existing(n: int) -> Port:
+        if not ports.in_range(n):          # vde_switch: EINVAL out of range, ENXIO missing
+            raise CommandError(errno.EINVAL, f"port {n} out of range (0..{ports.numports})")
         p = ports.get(n)
         if p is None:
             raise CommandError(errno.ENXIO, f"port {n} does not exist")
@@ -258,6 +260,8 @@ def register_commands(table, switch) -> None:
     @table.command("port/remove", "N", "remove the port N")
     def remove(ctx: Context) -> None:
         n = ctx.int_arg()
+        if not ports.in_range(n):
+            raise CommandError(errno.EINVAL)
         ports.remove(n)
         switch.vlans.forget_port(n)      # a port made later starts from the defaults
 
@@ -281,6 +285,8 @@ def register_commands(table, switch) -> None:
     @table.command("port/epclose", "N ID", "remove the endpoint port N/id ID")
     def epclose(ctx: Context) -> None:
         port, ep_id = ctx.int_args(2)
+        if not ports.in_range(port):
+            raise CommandError(errno.EINVAL)
         if not switch.close_endpoint(port, ep_id):
             raise CommandError(errno.ENXIO)
 
@@ -297,6 +303,8 @@ def register_commands(table, switch) -> None:
     def print_ports(ctx: Context, show_inactive: bool) -> None:
         if ctx.arg:
             n = ctx.int_arg()
+            if not ports.in_range(n):
+                raise CommandError(errno.EINVAL)
             p = ports.get(n)
             if p is None or (not show_inactive and not p.active):
                 raise CommandError(errno.ENXIO)
