@@ -989,6 +989,20 @@ int dp_set_nslots(dp_t *dp, int nslots)
             goto out;
         }
     }
+    /* Ports that vanish, while their memory is still there: captures, mirrors, MACs. */
+    for (int p = nslots; p < dp->nslots; p++) {
+        if (dp->ports[p].cap)
+            capture_close(dp, p, 1);
+        int m = dp->ports[p].mirror;
+        if (m >= 0 && m < nslots)
+            dp->ports[m].mirror_refs--;
+        dp->ports[p].mirror = -1;
+        mt_flush_port(dp->table, p);
+    }
+    for (int p = 0; p < nslots && p < dp->nslots; p++) {
+        if (dp->ports[p].mirror >= nslots)
+            dp->ports[p].mirror = -1;
+    }
     struct port *ports = realloc(dp->ports, sizeof *ports * nslots);
     if (!ports) {
         r = -ENOMEM;
@@ -1008,18 +1022,6 @@ int dp_set_nslots(dp_t *dp, int nslots)
     }
     if ((r = set_vlan_words(dp, nslots)) < 0)
         goto out;
-    for (int p = nslots; p < dp->nslots; p++) {   /* ports that vanish: captures, mirrors */
-        if (ports[p].cap)
-            capture_close(dp, p, 1);
-        if (ports[p].mirror >= 0 && ports[p].mirror < nslots)
-            ports[ports[p].mirror].mirror_refs--;
-    }
-    for (int p = 0; p < nslots; p++) {
-        if (ports[p].mirror >= nslots)
-            ports[p].mirror = -1;
-    }
-    for (int p = nslots; p < dp->nslots; p++)
-        mt_flush_port(dp->table, p);
     dp->nslots = nslots;
     port_changed(dp, -1);
 out:
@@ -1203,6 +1205,8 @@ int dp_port_set_untagged(dp_t *dp, int port, int vlan)
     } else {
         int old = dp->ports[port].untagged;
         dp->ports[port].untagged = (uint16_t)vlan;
+        if (vlan != DP_NOVLAN && bit(dp->vlans[vlan].tagged, port))   /* untagged replaces tagged */
+            dp->vlans[vlan].tagged[port >> 6] &= ~(1ULL << (port & 63));
         mt_flush_port(dp->table, port);
         if (old != DP_NOVLAN)
             rebuild_vlan(dp, old);

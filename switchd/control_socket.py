@@ -35,11 +35,23 @@ def peer_credentials(sock) -> tuple[int, int, frozenset[int]]:
                                                         struct.calcsize("3i")))
     groups = {gid}
     try:
-        raw = sock.getsockopt(socket.SOL_SOCKET, SO_PEERGROUPS, 4 * 1024)
+        # 1024 bytes (256 groups) is the most CPython's getsockopt() will ask for.
+        raw = sock.getsockopt(socket.SOL_SOCKET, SO_PEERGROUPS, 1024)
         groups.update(struct.unpack(f"{len(raw) // 4}I", raw))
-    except OSError:
-        pass
+    except OSError:      # ERANGE (more groups) or an old kernel: ask /proc instead
+        groups.update(_proc_groups(pid))
     return pid, uid, frozenset(groups)
+
+
+def _proc_groups(pid: int) -> set[int]:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("Groups:"):
+                    return {int(g) for g in line.split()[1:]}
+    except (OSError, ValueError):
+        pass
+    return set()
 
 
 def check_client_socket(path: bytes, uid: int) -> None:

@@ -332,7 +332,7 @@ def register_commands(table, switch) -> None:
             st = dp.port_stats(n)
             ctx.out.append(f"Port {n:04d} in {st.in_frames} {st.in_bytes} out {st.out_frames}"
                            f" {st.out_bytes} drop runt {st.drop_runt} oversize {st.drop_oversize}"
-                           f" vlan {st.drop_vlan} tx {st.drop_tx}")
+                           f" vlan {st.drop_vlan} tx {st.drop_tx} mirror {st.drop_mirror}")
 
     @table.command("port/mirror", "[SRC DST|off]",
                    "copy all traffic of port SRC to port DST (no arguments: list)", data=True)

@@ -170,15 +170,8 @@ def test_setgroup_admits_the_primary_group(acl_switch, userplugs):
     exchange(root, member, b"group")
 
 
-PEERGROUPS_BUG = (
-    "switchd/control_socket.py peer_credentials() asks getsockopt(SO_PEERGROUPS) for 4096"
-    " bytes; CPython refuses buflen > 1024 (OSError 'getsockopt buflen out of range'), the"
-    " OSError is swallowed, and only the primary group is ever seen: port/setgroup never"
-    " admits a member through a supplementary group. Fix: ask for at most 1024 bytes (256"
-    " groups) and retry bigger via ctypes or fall back to /proc/PID/status on ERANGE.")
 
 
-@pytest.mark.xfail(strict=True, reason=PEERGROUPS_BUG)
 @pytest.mark.parametrize("group", ["4242", "daemon"])
 def test_setgroup_admits_supplementary_group_members(acl_switch, userplugs, group):
     sw = acl_switch

@@ -509,7 +509,12 @@ def test_mirror_copies_both_directions_and_nothing_else(switch, raw):
     f7 = frame(C, D, b"to an unknown MAC: flooded")
     net.step("d", f7, "a", "b", "c")        # once: port 3 itself is not flooded to
     net.step("b", frame(D, B, b"short"), "d")
+    net.step("c", frame(BCAST, C, b"a mirror port only listens"))   # dropped: nobody gets it
+    net.step("c", frame(A, C, b"not even unicast"))
+    net.step("b", frame(D, B, b"after port 3 spoke"), "d")
     net.check()
+    assert switch.command("port/counters 3")[0].endswith(" tx 0 mirror 2")
+    assert C not in "\n".join(switch.command("hash/print"))      # nor learned
 
     switch.command("port/mirror 1 off")
     assert switch.command("port/mirror") == []

@@ -553,12 +553,6 @@ def test_setnumports_refuses_to_cut_an_active_port(switch, plugs):
     assert c.raw("port/print 3").startswith(HEADER + b"Port 0003 untagged_vlan=0000 ACTIVE")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "cffi_build/dataplane.c dp_set_nslots() shrinks `ports` with realloc() and then reads"
-    " ports[nslots..old-1] (freed memory) to close captures and mirrors: allocator data in"
-    " `cap` makes it call capture_close() on garbage, which waits forever holding dp->lock"
-    " (the switch hangs and ignores SIGTERM); a 0 in `mirror` decrements port 0's"
-    " mirror_refs. Fix: handle the vanishing ports before the realloc."))
 def test_setnumports_shrink_does_not_hang(sockdir):
     from vdetest import SwitchProcess
     sw = SwitchProcess(sockdir / "shrink")

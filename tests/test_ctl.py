@@ -306,7 +306,10 @@ def test_json_matches_the_switch_console(switch, plugs):
 def test_error_command_exits_1_with_the_switch_text(switch):
     r = ctl(switch.mgmt_path, "port/print", "99")
     assert (r.returncode, r.stdout) == (1, "")
-    assert r.stderr == "pyvde-ctl: port/print 99: No such device or address\n"
+    assert r.stderr == "pyvde-ctl: port/print 99: Invalid argument\n"     # out of range
+    r = ctl(switch.mgmt_path, "port/print", "7")                              # no such port
+    assert (r.returncode, r.stdout) == (1, "")
+    assert r.stderr == "pyvde-ctl: port/print 7: No such device or address\n"
     r = ctl("--json", switch.mgmt_path, "no/such/command")
     assert (r.returncode, r.stdout) == (1, "")
     assert r.stderr == "pyvde-ctl: no/such/command: Function not implemented\n"

@@ -65,7 +65,7 @@ def test_64k_frames_pass_intact_and_oversize_is_dropped_and_counted(switches, so
     a.send(bytes(13))                            # too short
     b.recv_none()
     (line,) = sw.command("port/counters 1")
-    assert line == f"Port 0001 in 1 {len(big)} out 0 0 drop runt 1 oversize 1 vlan 0 tx 0"
+    assert line == f"Port 0001 in 1 {len(big)} out 0 0 drop runt 1 oversize 1 vlan 0 tx 0 mirror 0"
     a.close(), b.close()
 
 
