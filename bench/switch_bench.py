@@ -49,12 +49,15 @@ class Switch:
 
     trials = 0
 
-    def __init__(self, kind: str, workdir: Path, setup: tuple[str, ...] = ()):
+    def __init__(self, kind: str, workdir: Path, setup: tuple[str, ...] = (),
+                 query: tuple[str, ...] = ()):
         Switch.trials += 1
         self.kind = kind
         self.dir = workdir / f"{kind}{Switch.trials}.ctl"   # a fresh path: no leftovers
         self.mgmt = workdir / f"{kind}{Switch.trials}.mgmt"
         self.setup = setup        # console commands run before the clients start
+        self.query = query        # console commands run at the end; replies in .answers
+        self.answers: list[str] = []
         self.proc = None
         self.pid = None
 
@@ -90,6 +93,8 @@ class Switch:
         return str(self.dir) if port is None else f"{self.dir}[{port}]"
 
     def stop(self) -> None:
+        if self.pid and self.query:
+            self.answers = console(self.mgmt, self.query)
         if self.pid:
             os.kill(self.pid, signal.SIGTERM)
             if self.proc:
@@ -106,9 +111,10 @@ class Switch:
         self.pid = None
 
 
-def console(path: Path, commands: tuple[str, ...]) -> None:
+def console(path: Path, commands: tuple[str, ...]) -> list[str]:
     """Runs commands on a switch console, one per write (vde_switch reads one per read()),
-    each waiting for its status line; any 1xxx error other than 1000 is fatal."""
+    each waiting for its status line; any 1xxx error other than 1000 is fatal. Returns
+    the replies' text."""
     import socket
     deadline = time.monotonic() + 5
     while not path.exists():
@@ -125,7 +131,7 @@ def console(path: Path, commands: tuple[str, ...]) -> None:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.02)
-        buf = b""
+        buf, replies = b"", []
         while not buf.endswith(b"$ "):
             buf += s.recv(4096)
         for cmd in commands:
@@ -135,6 +141,8 @@ def console(path: Path, commands: tuple[str, ...]) -> None:
                 buf += s.recv(4096)
             if b"\n1000 Success" not in b"\n" + buf:
                 raise RuntimeError(f"{cmd}: {buf.decode(errors='replace').strip()}")
+            replies.append(buf.decode(errors="replace"))
+    return replies
 
 
 def parse_rate(out: str) -> float:

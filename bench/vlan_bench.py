@@ -17,6 +17,7 @@ without capture.
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import statistics
 import sys
@@ -43,11 +44,25 @@ SCENARIOS = [
 ]
 
 
-def median_rate(kind, work, setup, vlans, args, size=64):
-    runs = [trial(Switch(kind, work, setup), "unicast", size, 1, args.duration, (1, 2), vlans)
-            for _ in range(args.trials)]
+def median_rate(kind, work, setup, vlans, args, size=64, query=()):
+    runs, answers = [], []
+    for _ in range(args.trials):
+        sw = Switch(kind, work, setup, query)
+        runs.append(trial(sw, "unicast", size, 1, args.duration, (1, 2), vlans))
+        answers.append(sw.answers)
     print(f"#   {kind}: {[round(r[0]) for r in runs]} frames/s", file=sys.stderr)
-    return statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
+    result = statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
+    return (*result, answers) if query else result
+
+
+def captured_share(answers) -> float:
+    """Of the frames the capture saw, the share written to the file (not dropped)."""
+    shares = []
+    for (reply,) in answers:
+        m = re.search(r" frames (\d+) bytes \d+ dropped (\d+)", reply)
+        frames, dropped = int(m.group(1)), int(m.group(2))
+        shares.append(frames / (frames + dropped) if frames + dropped else 1.0)
+    return statistics.median(shares)
 
 
 def main() -> int:
@@ -70,7 +85,7 @@ def main() -> int:
             print(f"# capture, {size} B", file=sys.stderr)
             plain = median_rate("pyvde", work, PORTS, (None, None), args, size)
             cap = median_rate("pyvde", work, PORTS + (f"port/capture 2 {work}/cap.pcap",),
-                              (None, None), args, size)
+                              (None, None), args, size, query=("port/capture 2",))
             capture_rows.append((size, plain, cap))
             (work / "cap.pcap").unlink(missing_ok=True)
     finally:
@@ -84,11 +99,12 @@ def main() -> int:
               f" {ours[0] / theirs[0]:.2f}x | {ours[1]:.2f} / {theirs[1]:.2f} |")
     print()
     print("| capture on the receiving port (pyvde-switch) | without capture frames/s |"
-          " with capture frames/s | share kept | switch CPU µs/frame without / with |")
-    print("|---|---:|---:|---:|---:|")
+          " with capture frames/s | throughput kept | frames written to the file |"
+          " switch CPU µs/frame without / with |")
+    print("|---|---:|---:|---:|---:|---:|")
     for size, plain, cap in capture_rows:
         print(f"| 1 -> 1, {size} B | {plain[0]:,.0f} | {cap[0]:,.0f} | {cap[0] / plain[0]:.0%} |"
-              f" {plain[1]:.2f} / {cap[1]:.2f} |")
+              f" {captured_share(cap[2]):.0%} | {plain[1]:.2f} / {cap[1]:.2f} |")
     return 0
 
 
