@@ -80,7 +80,15 @@ class Console:
     def __init__(self, path: str, timeout: float = 5.0):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
-        self.sock.connect(path)
+        deadline = time.monotonic() + timeout
+        while True:     # a switch's mgmt file exists from bind(); connect works from listen()
+            try:
+                self.sock.connect(path)
+                break
+            except (ConnectionRefusedError, FileNotFoundError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
         self.banner = self.read_until(b"$ ")
 
     def read_until(self, marker: bytes) -> bytes:
