@@ -2,4 +2,5 @@
 # modules into the setuptools build (cffi_modules has no pyproject.toml spelling).
 from setuptools import setup
 
-setup(cffi_modules=["cffi_build/build_dataplane.py:ffibuilder"])
+setup(cffi_modules=["cffi_build/build_dataplane.py:ffibuilder",
+                    "cffi_build/build_pump.py:ffibuilder"])

@@ -18,8 +18,9 @@ def cdef_from_header(text: str) -> str:
     keep = []
     for line in text.splitlines():
         if line.startswith("#"):
-            if re.match(r"#define\s+\w+\s+\d+\s*$", line):
-                keep.append(line)
+            m = re.match(r"#define\s+(\w+)\s+(\d+)\s*(/\*.*\*/)?\s*$", line)
+            if m:
+                keep.append(f"#define {m.group(1)} {m.group(2)}")
             continue
         keep.append(line)
     return "\n".join(keep)
