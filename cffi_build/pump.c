@@ -40,17 +40,21 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #define BATCH 64
 #define MIN_FRAME 14
 #define STREAM_IN (256u << 10)
 #define STREAM_OUT (512u << 10)
+#define DRAIN_MS 2000
 
 struct dir {
     struct pump_end *src, *dst;
     struct pump_dir_stats *st;
     int eof;                    /* the source ended */
+    int bad;                    /* the stream source held an impossible record: end after
+                                   the frames before it are written */
     unsigned slot;              /* bytes per slot */
     uint8_t *slots;
     unsigned len[BATCH];        /* 0: nothing to send in this slot */
@@ -59,9 +63,17 @@ struct dir {
     size_t in_start, in_end;
     uint8_t *out;               /* stream destination: records not yet written */
     size_t out_start, out_end;
+    uint64_t written;           /* successful writes: progress, while draining */
     struct mmsghdr msg[BATCH];
     struct iovec iov[BATCH];
 };
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static int transient(int e)
 {
@@ -71,6 +83,16 @@ static int transient(int e)
 static int pending(const struct dir *d)
 {
     return d->next < d->n || d->out_end > d->out_start;
+}
+
+/* A stream source has a whole record (or an impossible header) waiting in its buffer. */
+static int buffered_record(const struct dir *d, int maxframe)
+{
+    if (d->src->kind != PUMP_STREAM || d->bad || d->in_end - d->in_start < 2)
+        return 0;
+    const uint8_t *h = d->in + d->in_start;
+    unsigned len = ((unsigned)h[0] << 8) | h[1];
+    return len > (unsigned)maxframe || d->in_end - d->in_start >= 2 + (size_t)len;
 }
 
 /* ---------------------------------------------------------------- reading */
@@ -137,20 +159,10 @@ static int read_tap(struct dir *d, int maxframe)
     return 0;
 }
 
-/* Returns 0, 1 at end of file, PUMP_BAD_STREAM, or -errno. */
-static int read_stream(struct dir *d, int maxframe, struct pump_stats *ps, int src_is_b)
+/* Moves up to BATCH whole records from the input buffer into the batch. An impossible
+ * length stops the parse and marks the direction bad (the frames before it still go). */
+static void parse_stream(struct dir *d, int maxframe, struct pump_stats *ps, int src_is_b)
 {
-    if (d->in_start > 0 && (d->in_end == d->in_start || d->in_end + maxframe + 2 > STREAM_IN)) {
-        memmove(d->in, d->in + d->in_start, d->in_end - d->in_start);
-        d->in_end -= d->in_start;
-        d->in_start = 0;
-    }
-    ssize_t r = read(d->src->rfd, d->in + d->in_end, STREAM_IN - d->in_end);
-    if (r < 0)
-        return transient(errno) ? 0 : (errno == ECONNRESET || errno == EPIPE ? 1 : -errno);
-    if (r == 0)
-        return 1;
-    d->in_end += (size_t)r;
     unsigned i = 0;
     while (i < BATCH && d->in_end - d->in_start >= 2) {
         const uint8_t *h = d->in + d->in_start;
@@ -158,7 +170,8 @@ static int read_stream(struct dir *d, int maxframe, struct pump_stats *ps, int s
         if (len > (unsigned)maxframe) {
             ps->bad_len = len;
             ps->bad_end = src_is_b;
-            return PUMP_BAD_STREAM;
+            d->bad = 1;
+            break;
         }
         if (d->in_end - d->in_start < 2 + (size_t)len)
             break;   /* the rest of this record comes with a later read */
@@ -172,6 +185,26 @@ static int read_stream(struct dir *d, int maxframe, struct pump_stats *ps, int s
     }
     d->n = i;
     d->next = 0;
+}
+
+/* Returns 0, 1 at end of file (whole records still buffered are parsed first), or -errno. */
+static int read_stream(struct dir *d, int maxframe, struct pump_stats *ps, int src_is_b)
+{
+    if (!buffered_record(d, maxframe)) {
+        if (d->in_start > 0 &&
+            (d->in_end == d->in_start || d->in_end + maxframe + 2 > STREAM_IN)) {
+            memmove(d->in, d->in + d->in_start, d->in_end - d->in_start);
+            d->in_end -= d->in_start;
+            d->in_start = 0;
+        }
+        ssize_t r = read(d->src->rfd, d->in + d->in_end, STREAM_IN - d->in_end);
+        if (r < 0)
+            return transient(errno) ? 0 : (errno == ECONNRESET || errno == EPIPE ? 1 : -errno);
+        if (r == 0)
+            return 1;
+        d->in_end += (size_t)r;
+    }
+    parse_stream(d, maxframe, ps, src_is_b);
     return 0;
 }
 
@@ -203,6 +236,7 @@ static int write_dgram(struct dir *d)
         }
         int r = sendmmsg(d->dst->wfd, d->msg, k, MSG_DONTWAIT | MSG_NOSIGNAL);
         if (r > 0) {
+            d->written += r;
             for (int j = 0; j < r; j++) {
                 d->st->frames++;
                 d->st->bytes += d->len[idx[j]];
@@ -233,6 +267,7 @@ static int write_tap(struct dir *d)
                     return 1;
                 d->st->send_errors++;   /* interface down (EIO), bad frame (EINVAL) */
             } else {
+                d->written++;
                 d->st->frames++;
                 d->st->bytes += d->len[i];
             }
@@ -248,6 +283,11 @@ static int write_stream(struct dir *d)
         /* move frames into the output buffer while they fit */
         while (d->next < d->n) {
             unsigned len = d->len[d->next];
+            if (len > 0xffff) {   /* no 16-bit record length can say it */
+                d->st->oversize++;
+                d->next++;
+                continue;
+            }
             if (d->out_end + 2 + len > STREAM_OUT) {
                 if (d->out_start == 0)
                     break;
@@ -276,6 +316,7 @@ static int write_stream(struct dir *d)
         if (r < 0)
             return (errno == EPIPE || errno == ECONNRESET) ? 1 : -errno;
         d->out_start += (size_t)r;
+        d->written++;
         if (d->out_start == d->out_end)
             d->out_start = d->out_end = 0;
         if (d->next == d->n && d->out_end == d->out_start)
@@ -381,7 +422,39 @@ int pump_run(struct pump_end *a, struct pump_end *b, int stop_fd, int maxframe,
     nonblock(&saved, b->rfd);
     nonblock(&saved, b->wfd);
 
+    int64_t drain_until = -1;   /* after an end of file: how long the other way may drain */
+    uint64_t drained = 0;       /* its writes when the deadline was last set */
     while (rc == 0) {
+        /* records already buffered need no poll: parse and write them now */
+        for (int k = 0; k < 2 && rc == 0; k++) {
+            struct dir *d = &dirs[k];
+            while (rc == 0 && !pending(d) && buffered_record(d, maxframe)) {
+                parse_stream(d, maxframe, stats, k);
+                int w = write_out(d);
+                if (w == 1)
+                    rc = k == 0 ? PUMP_END_B : PUMP_END_A;
+                else if (w < 0)
+                    rc = w;
+            }
+            if (rc == 0 && d->bad && !pending(d))
+                rc = PUMP_BAD_STREAM;
+        }
+        /* an end of file ends the pump once what was read is written, both ways (the other
+         * way may go on while it makes progress; a peer that stops reading for DRAIN_MS
+         * cannot hold us) */
+        for (int k = 0; k < 2 && rc == 0; k++) {
+            if (!dirs[k].eof || pending(&dirs[k]) || buffered_record(&dirs[k], maxframe))
+                continue;
+            struct dir *o = &dirs[1 - k];
+            if (drain_until < 0 || o->written != drained) {   /* progress: more time */
+                drain_until = now_ms() + DRAIN_MS;
+                drained = o->written;
+            }
+            if (!pending(o) || now_ms() >= drain_until)
+                rc = k == 0 ? PUMP_END_A : PUMP_END_B;
+        }
+        if (rc)
+            break;
         struct pollfd pfd[MAXFDS];
         int role[MAXFDS];   /* 0/1: dir's source, 2/3: dir's destination, 4: watch, 5: stop */
         int n = 0;
@@ -406,7 +479,12 @@ int pump_run(struct pump_end *a, struct pump_end *b, int stop_fd, int maxframe,
             pfd[n] = (struct pollfd){stop_fd, POLLIN, 0};
             role[n++] = 5;
         }
-        int r = poll(pfd, n, -1);
+        int timeout = -1;
+        if (drain_until >= 0) {
+            int64_t left = drain_until - now_ms();
+            timeout = left > 0 ? (int)left : 0;
+        }
+        int r = poll(pfd, n, timeout);
         if (r < 0) {
             if (errno == EINTR)
                 continue;
@@ -432,7 +510,7 @@ int pump_run(struct pump_end *a, struct pump_end *b, int stop_fd, int maxframe,
                     d->eof = 1;
                 else if (got != 0)
                     rc = got;
-                else if (d->n)
+                else if (d->n && pending(d))
                     got = write_out(d);   /* most of the time the destination has room */
                 if (got == 1 && !d->eof)
                     rc = k == 0 ? PUMP_END_B : PUMP_END_A;
@@ -446,9 +524,6 @@ int pump_run(struct pump_end *a, struct pump_end *b, int stop_fd, int maxframe,
                     rc = w;
             }
         }
-        for (int k = 0; k < 2 && rc == 0; k++)
-            if (dirs[k].eof && !pending(&dirs[k]))
-                rc = k == 0 ? PUMP_END_A : PUMP_END_B;
     }
     restore(&saved);
     dir_free(&dirs[0]);

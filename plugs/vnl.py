@@ -80,7 +80,7 @@ def _vde(rest: str, vnl: str) -> Vde:
         rest, args = m.group(1), _parse_args(m.group(2), vnl)
     port = None
     if "port" in args:
-        if not args["port"].isdigit():
+        if not re.fullmatch(r"[0-9]{1,6}", args["port"]):
             raise VnlError(f"{vnl}: port '{args['port']}' is not a number")
         port = int(args["port"])
         if port > 65535:
@@ -94,7 +94,8 @@ def _vde(rest: str, vnl: str) -> Vde:
 
 
 def _udp(rest: str, vnl: str) -> Udp:
-    m = re.fullmatch(r"(?:(\[[^\]]*\]|[^:\[\]]*):)?(\d+)->(\[[^\]]*\]|[^:\[\]]+):(\d+)", rest)
+    m = re.fullmatch(r"(?:(\[[^\]]*\]|[^:\[\]]*):)?([0-9]{1,6})->(\[[^\]]*\]|[^:\[\]]+):([0-9]{1,6})",
+                     rest)
     if not m:
         raise VnlError(f"{vnl}: expected udp://[src_addr:]src_port->dst_addr:dst_port")
     src, sport, dst, dport = m.groups()
@@ -111,7 +112,11 @@ def parse(vnl: str) -> Vnl:
     if scheme == "vde":
         return _vde(rest, vnl)
     if scheme == "tap":
-        if not rest or len(rest.encode()) >= IFNAMSIZ or "/" in rest or rest in (".", ".."):
+        try:
+            size = len(rest.encode())
+        except UnicodeEncodeError:
+            raise VnlError(f"{vnl}: the tap interface name is not valid UTF-8") from None
+        if not rest or size >= IFNAMSIZ or "/" in rest or rest in (".", ".."):
             raise VnlError(f"{vnl}: a tap interface name of 1..{IFNAMSIZ - 1} bytes is needed")
         return Tap(rest)
     if scheme == "udp":

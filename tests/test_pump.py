@@ -349,9 +349,6 @@ def test_records_split_anyhow_arrive_whole_and_in_order(lens, seed, data):
         assert res.a_to_b["runts"] == sum(1 for f in frames if 0 < len(f) < 14)
 
 
-@pytest.mark.xfail(strict=True, reason="pump.c read_stream() parses at most BATCH (64) records"
-                   " per read(); records left in the input buffer wait for the next POLLIN on"
-                   " the source, which may never come, and are discarded at end of file")
 @pytest.mark.parametrize("close", [False, True], ids=["open", "eof"])
 def test_more_than_a_batch_of_records_in_one_read(rig, close):
     p, st_, dt = stream_to_dgram(rig)
@@ -401,9 +398,6 @@ def test_length_equal_to_maxframe_is_fine(rig):
     assert p.running()
 
 
-@pytest.mark.xfail(strict=True, reason="pump.c read_stream() returns PUMP_BAD_STREAM as soon as"
-                   " it meets the bad header, dropping the frames it already copied into the"
-                   " batch from the same read() (d->n is never set, nothing is written)")
 def test_frames_read_together_with_an_impossible_length_are_delivered(rig):
     p, st_, dt = stream_to_dgram(rig)
     frames = random_frames([20, 30], seed=10)
@@ -445,10 +439,6 @@ def test_any_datagrams_come_out_as_exactly_their_records(lens, seed):
         assert p.stop().b_to_a["frames"] == len(frames)
 
 
-@pytest.mark.xfail(strict=True, reason="pump.c write_stream() writes the length as"
-                   " (uint8_t)(len >> 8), (uint8_t)len: with maxframe above 65535 (allowed up"
-                   " to PUMP_MAX_FRAME 65550) a 65536..65550-byte frame gets a wrapped 16-bit"
-                   " length and desynchronises the stream instead of being dropped")
 def test_frames_too_long_for_a_record_are_not_written_to_a_stream(rig):
     st_, sp = rig.pair()
     dt, dp = rig.pair(socket.SOCK_DGRAM)
@@ -548,11 +538,6 @@ def test_stream_reader_gone_ends_the_pump(rig):
     assert p.wait().reason == pump.END_B
 
 
-@pytest.mark.xfail(strict=True, reason="pump.c pump_run() returns PUMP_END_A as soon as"
-                   " direction a->b is at end of file and idle, discarding the b->a records"
-                   " still in that direction's stream output buffer, which b_to_a['frames']"
-                   " already counts as delivered (pump.h: frames already read are written"
-                   " out before an end-of-file return)")
 def test_end_of_stream_still_writes_out_what_was_read_from_the_other_end(rig):
     st_, sp = rig.pair(pump_sndbuf=4096)
     dt, dp = rig.pair(socket.SOCK_DGRAM)
@@ -560,12 +545,29 @@ def test_end_of_stream_still_writes_out_what_was_read_from_the_other_end(rig):
     frames = numbered_frames(20, seed=19, lo=1000, hi=1000)   # more than sp's send buffer
     for f in frames:
         dt.send(f)
-    time.sleep(0.3)               # the pump has them; the stream's reader is not reading
+    time.sleep(0.3)               # the pump has them; the stream's reader is not reading yet
     st_.shutdown(socket.SHUT_WR)
+    time.sleep(0.3)               # end of file seen: the pump must still wait for the reader
+    assert p.running()
+    reader = Collector(st_, len(frames), stream=True, idle=3)   # a slow reader, then reading
     res = p.wait()
     assert res.reason == pump.END_A
     assert res.b_to_a["frames"] == len(frames)
-    assert Collector(st_, len(frames), stream=True, idle=0.5).result() == frames
+    assert reader.result() == frames
+
+
+def test_end_of_stream_does_not_wait_forever_for_a_reader_that_never_reads(rig):
+    """What the other way still holds gets a couple of seconds to drain, not forever."""
+    st_, sp = rig.pair(pump_sndbuf=4096)
+    dt, dp = rig.pair(socket.SOCK_DGRAM)
+    p = rig.run(stream_end(sp.fileno(), sp.fileno()), dgram_end(dp))
+    for f in numbered_frames(20, seed=20, lo=1000, hi=1000):
+        dt.send(f)
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    st_.shutdown(socket.SHUT_WR)
+    assert p.wait().reason == pump.END_A
+    assert 1.5 < time.monotonic() - t0 < 5
 
 
 # ------------------------------------------------------------------ watch and stop
@@ -586,9 +588,9 @@ def test_watched_fd_ends_the_pump_promptly(rig, on, how):
         wt.send(b"!")
     else:
         wt.close()
-    res = p.wait(2.0)
+    res = p.wait(3.0)
     assert res.reason == pump.WATCHED
-    assert p.returned_at - t0 < 1.0
+    assert p.returned_at - t0 < 1.5     # prompt, with room for a loaded 2-core CI machine
 
 
 def test_stop_fd_ends_an_idle_pump_promptly(rig):
@@ -819,8 +821,6 @@ def test_stream_and_datagrams_under_load_both_ways(rig):
     _stream_dgram_load(rig, window=BATCH)
 
 
-@pytest.mark.xfail(strict=True, reason="the read_stream() leftover bug: records beyond BATCH in"
-                   " the input buffer wait for more input; the last ones never come out")
 def test_stream_and_datagrams_under_load_unpaced(rig):
     _stream_dgram_load(rig, window=None)
 

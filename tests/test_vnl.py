@@ -171,11 +171,6 @@ def test_any_text_gives_a_locator_or_a_vnl_error(text):
     _outcome(text)
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason="vnl.py: _vde() checks the port with"
-                   " str.isdigit(), true for '²' (then int() raises ValueError), and int() of a"
-                   " port of more than 4300 digits raises ValueError (sys.int_info); tap:// does"
-                   " rest.encode(), which raises UnicodeEncodeError for the lone surrogates of"
-                   " non-UTF-8 argv bytes; ends.py catches only VnlError, so these are tracebacks")
 @pytest.mark.parametrize("text", [
     "/tmp/sw[²]",
     "/tmp/sw[port=¹²]",
@@ -187,8 +182,6 @@ def test_odd_text_gives_a_vnl_error(text):
     _outcome(text)
 
 
-@pytest.mark.xfail(strict=True, reason="the same bugs, found from the property with the"
-                   " characters and lengths Hypothesis draws by default left out")
 @settings(max_examples=50, deadline=None)
 @given(st.text(st.characters(categories=["No", "Cs"]), min_size=1, max_size=3))
 @example("²")
