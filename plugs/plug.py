@@ -76,11 +76,13 @@ def main(argv: list[str] | None = None) -> int:
         if not command:
             print(f"{PROG}: '=' must be followed by a command", file=sys.stderr)
             return 2
-    args = parser().parse_args(argv)
+    args = parser().parse_intermixed_args(argv)
     if len(args.vnls) > (1 if command is not None else 2):
         print(f"{PROG}: too many VNLs: {' '.join(args.vnls)}", file=sys.stderr)
         return 2
     runner = Runner(PROG)
+    if args.daemon:
+        runner.fork_daemon()                    # before describe(): the pid the switch shows
     description = describe(args.descr)
     opened: list[ends.Opened] = []
     child = None

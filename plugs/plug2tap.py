@@ -45,6 +45,8 @@ def parser() -> Parser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(sys.argv[1:] if argv is None else argv)
     runner = Runner(PROG)
+    if args.daemon:
+        runner.fork_daemon()                    # before describe(): the pid the switch shows
     opened: list[ends.Opened] = []
     description = describe(args.descr)
     pidfile = None

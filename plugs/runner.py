@@ -8,7 +8,7 @@ import signal
 import sys
 from collections.abc import Callable
 
-from switchd.daemon import PidFile, daemonize
+from switchd.daemon import PidFile
 
 from . import pump
 from .ends import Opened
@@ -21,6 +21,7 @@ class Runner:
     def __init__(self, prog: str):
         self.prog = prog
         self.stopped = False
+        self.ready_w = -1           # -d: tells the waiting command that we are up
         self.stop_r, self.stop_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(self.stop_w, warn_on_full_buffer=False)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -47,13 +48,37 @@ class Runner:
         except BlockingIOError:
             pass
 
+    def fork_daemon(self) -> None:
+        """-d, first half: go to the background before connecting, so the switch is told
+        the pid of the process that stays (as vde_plug does). The command itself waits
+        until detach() says the ends are open; if this process fails first (its error line
+        still reaches the terminal), the command exits 1."""
+        r, w = os.pipe()
+        if os.fork() > 0:
+            os.close(w)
+            ok = os.read(r, 1)
+            os._exit(0 if ok == b"1" else 1)
+        os.close(r)
+        os.setsid()
+        if os.fork() > 0:
+            os._exit(0)
+        self.ready_w = w
+
     def detach(self, daemon: bool, pidfile: str | None) -> PidFile | None:
-        """After the ends are open (so errors still reach the terminal)."""
+        """After the ends are open (so errors still reach the terminal): the pid file,
+        then, with -d, standard streams on /dev/null and the waiting command released."""
         pf = PidFile(pidfile) if pidfile else None
-        if daemon:
-            daemonize()
         if pf:
             pf.write()
+        if daemon:
+            os.chdir("/")
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            if null > 2:
+                os.close(null)
+            os.write(self.ready_w, b"1")
+            os.close(self.ready_w)
         return pf
 
     def loop(self, a: Opened, b: Opened, maxframe: int, reconnect: bool,

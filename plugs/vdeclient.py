@@ -11,10 +11,12 @@ connection without a reply) is reported as a PlugError naming the likely reasons
 from __future__ import annotations
 
 import errno
+import fcntl
 import grp
 import os
 import pwd
 import socket
+import struct
 import time
 from dataclasses import dataclass, field
 from itertools import count
@@ -26,6 +28,8 @@ from .vnl import Vde, default_switch
 REPLY_TIMEOUT = 10.0
 DATA_BUFFER = 4 << 20       # socket buffers: room for bursts of jumbo frames
 FALLBACK_DIRS = ("/var/run", "/var/tmp", "/tmp")
+SIOCOUTQ = 0x5411           # bytes we sent that the peer has not read yet
+DRAIN_TIMEOUT = 1.0
 _sequence = count()
 
 
@@ -42,8 +46,24 @@ class Connection:
     port_requested: int | None = None
     files: list[str] = field(default_factory=list)   # our own files still to remove
 
+    def drain(self, timeout: float = DRAIN_TIMEOUT) -> None:
+        """Waits (up to timeout) until the switch has read every frame we sent: a switch
+        drops what is still queued on its data socket when the control connection closes,
+        so closing at once would lose the last frames of a stream that just ended."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                queued = struct.unpack("i", fcntl.ioctl(self.data.fileno(), SIOCOUTQ,
+                                                        bytes(4)))[0]
+            except OSError:
+                return
+            if queued <= 0 or time.monotonic() > deadline:
+                return
+            time.sleep(0.002)
+
     def close(self) -> None:
         """Like vde_close(): a zero-length datagram says goodbye, then both sockets close."""
+        self.drain()
         try:
             self.data.send(b"", socket.MSG_DONTWAIT)
         except OSError:
