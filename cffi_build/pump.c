@@ -380,21 +380,31 @@ static void restore(struct saved_flags *s)
         fcntl(s->fd[i], F_SETFL, s->flags[i]);
 }
 
-static int dir_init(struct dir *d, struct pump_end *src, struct pump_end *dst,
+struct pump {
+    int maxframe;
+    struct dir dirs[2];
+};
+
+/* (Re)binds a direction to this run's ends; buffers are made once and kept. */
+static int dir_bind(struct dir *d, struct pump_end *src, struct pump_end *dst,
                     struct pump_dir_stats *st, int maxframe)
 {
-    memset(d, 0, sizeof *d);
     d->src = src;
     d->dst = dst;
     d->st = st;
+    d->eof = 0;
+    d->bad = 0;
     d->slot = (unsigned)maxframe + 1;
-    d->slots = malloc((size_t)BATCH * d->slot);
-    if (src->kind == PUMP_STREAM)
+    if (!d->slots)
+        d->slots = malloc((size_t)BATCH * d->slot);
+    if (src->kind == PUMP_STREAM && !d->in)
         d->in = malloc(STREAM_IN);
-    if (dst->kind == PUMP_STREAM)
+    if (dst->kind == PUMP_STREAM && !d->out)
         d->out = malloc(STREAM_OUT);
     if (!d->slots || (src->kind == PUMP_STREAM && !d->in) || (dst->kind == PUMP_STREAM && !d->out))
         return -ENOMEM;
+    if (dst->kind != PUMP_STREAM)
+        d->out_start = d->out_end = 0;   /* nothing half-written can go to another kind */
     return 0;
 }
 
@@ -405,17 +415,34 @@ static void dir_free(struct dir *d)
     free(d->out);
 }
 
-int pump_run(struct pump_end *a, struct pump_end *b, int stop_fd, int maxframe,
-             struct pump_stats *stats)
+struct pump *pump_new(int maxframe)
 {
     if (maxframe < MIN_FRAME || maxframe > PUMP_MAX_FRAME)
-        return -EINVAL;
+        return NULL;
+    struct pump *p = calloc(1, sizeof *p);
+    if (p)
+        p->maxframe = maxframe;
+    return p;
+}
+
+void pump_free(struct pump *p)
+{
+    if (!p)
+        return;
+    dir_free(&p->dirs[0]);
+    dir_free(&p->dirs[1]);
+    free(p);
+}
+
+int pump_run(struct pump *p, struct pump_end *a, struct pump_end *b, int stop_fd,
+             struct pump_stats *stats)
+{
+    int maxframe = p->maxframe;
     memset(stats, 0, sizeof *stats);
-    struct dir dirs[2];
-    memset(dirs, 0, sizeof dirs);
-    int rc = dir_init(&dirs[0], a, b, &stats->a_to_b, maxframe);
+    struct dir *dirs = p->dirs;
+    int rc = dir_bind(&dirs[0], a, b, &stats->a_to_b, maxframe);
     if (!rc)
-        rc = dir_init(&dirs[1], b, a, &stats->b_to_a, maxframe);
+        rc = dir_bind(&dirs[1], b, a, &stats->b_to_a, maxframe);
     struct saved_flags saved = {.n = 0};
     nonblock(&saved, a->rfd);
     nonblock(&saved, a->wfd);
@@ -526,7 +553,5 @@ int pump_run(struct pump_end *a, struct pump_end *b, int stop_fd, int maxframe,
         }
     }
     restore(&saved);
-    dir_free(&dirs[0]);
-    dir_free(&dirs[1]);
     return rc;
 }

@@ -46,11 +46,18 @@ struct pump_stats {
     int32_t bad_end;            /* PUMP_BAD_STREAM: 0 for end a, 1 for end b */
 };
 
+/* A pump keeps its buffers between runs, so a run that ends (a switch went away) and
+ * the next one (reconnected) lose nothing: a record half read from a stream, or frames
+ * read but not yet written, carry over. maxframe: the largest frame (14..PUMP_MAX_FRAME). */
+struct pump;
+struct pump *pump_new(int maxframe);
+void pump_free(struct pump *p);
+
 /* Runs until an end closes, a watched fd fires, the stop fd is readable or an error.
- * Frames already read are written out before an end-of-file return. maxframe: the
- * largest frame accepted (14..PUMP_MAX_FRAME). Returns PUMP_* or -errno. Blocking:
- * call it with the GIL released (cffi does). */
-int pump_run(struct pump_end *a, struct pump_end *b, int stop_fd, int maxframe,
+ * Frames already read are written out before an end-of-file return. The ends may
+ * differ from the previous run's (a new switch connection). Returns PUMP_* or -errno.
+ * Blocking: call it with the GIL released (cffi does). */
+int pump_run(struct pump *p, struct pump_end *a, struct pump_end *b, int stop_fd,
              struct pump_stats *stats);
 
 #endif

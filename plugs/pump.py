@@ -49,12 +49,38 @@ def _dir(st) -> dict:
     return {k: getattr(st, k) for k in ("frames", "bytes", "runts", "oversize", "send_errors")}
 
 
+class Pump:
+    """A pump with buffers that outlive one run: what is half-read or not yet written
+    when a switch goes away is still there when the plug has reconnected."""
+
+    def __init__(self, maxframe: int):
+        self._p = lib.pump_new(maxframe)
+        if self._p == ffi.NULL:
+            raise OSError(22, f"maximum frame size must be 14..{MAX_FRAME}, not {maxframe}")
+
+    def run(self, a: End, b: End, stop_fd: int) -> Result:
+        """Blocks (without the GIL) until an end closes, a watched fd fires or stop_fd is
+        readable. Raises OSError for a system error."""
+        ca, cb = _c_end(a), _c_end(b)
+        st = ffi.new("struct pump_stats *")
+        r = lib.pump_run(self._p, ca, cb, stop_fd, st)
+        if r < 0:
+            raise OSError(-r, os.strerror(-r))
+        return Result(r, _dir(st.a_to_b), _dir(st.b_to_a), st.bad_len, st.bad_end)
+
+    def close(self) -> None:
+        if self._p != ffi.NULL:
+            lib.pump_free(self._p)
+            self._p = ffi.NULL
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 def run(a: End, b: End, stop_fd: int, maxframe: int) -> Result:
-    """Blocks (without the GIL) until an end closes, a watched fd fires or stop_fd is
-    readable. Raises OSError for a system error."""
-    ca, cb = _c_end(a), _c_end(b)
-    st = ffi.new("struct pump_stats *")
-    r = lib.pump_run(ca, cb, stop_fd, maxframe, st)
-    if r < 0:
-        raise OSError(-r, os.strerror(-r))
-    return Result(r, _dir(st.a_to_b), _dir(st.b_to_a), st.bad_len, st.bad_end)
+    """One run with a pump of its own."""
+    with Pump(maxframe) as p:
+        return p.run(a, b, stop_fd)

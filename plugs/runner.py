@@ -85,8 +85,12 @@ class Runner:
              describe: Callable[[Opened], tuple] | None = None) -> int:
         """Pumps until the link ends. With reconnect, an end whose switch closed the
         control connection is connected again (every 0.5 s until it works)."""
+        with pump.Pump(maxframe) as p:
+            return self._loop(p, a, b, maxframe, reconnect, describe)
+
+    def _loop(self, p, a, b, maxframe, reconnect, describe) -> int:
         while True:
-            result = pump.run(a.end, b.end, self.stop_r, maxframe)
+            result = p.run(a.end, b.end, self.stop_r)
             if result.reason == pump.STOPPED:
                 self._drain()
                 if self.stopped:

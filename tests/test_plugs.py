@@ -565,10 +565,6 @@ def test_sigterm_while_waiting_to_reconnect_exits_0(switches, pyplugs):
     assert stderr_of(p.proc) == ""
 
 
-@pytest.mark.xfail(strict=True, reason="pump.c keeps its stream input buffer only for one"
-                   " pump_run() call: when a switch goes away and the plug reconnects, the part"
-                   " of a record already read is thrown away and the stream is parsed out of"
-                   " step from then on")
 def test_reconnect_keeps_a_record_split_across_the_switch_restart(switches, plugs, pyplugs):
     sw = switches()
     tx = pyplugs("--reconnect", str(sw.dir))
