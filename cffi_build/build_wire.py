@@ -1,0 +1,24 @@
+"""cffi (API mode) build of pyvde-wirefilter's decision core: module ``plugs._wire``."""
+import pathlib
+import sys
+
+from cffi import FFI
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from build_dataplane import cdef_from_header
+
+HERE = pathlib.Path(__file__).resolve().parent
+
+ffibuilder = FFI()
+ffibuilder.cdef(cdef_from_header((HERE / "wire_core.h").read_text()))
+ffibuilder.set_source(
+    "plugs._wire",
+    '#include "wire_core.h"',
+    sources=["cffi_build/wire_core.c"],
+    include_dirs=["cffi_build"],
+    extra_compile_args=["-O2", "-std=gnu11", "-Wall"],
+    libraries=["m"],
+)
+
+if __name__ == "__main__":
+    ffibuilder.compile(verbose=True)
