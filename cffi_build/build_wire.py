@@ -1,4 +1,4 @@
-"""cffi (API mode) build of pyvde-wirefilter's decision core: module ``plugs._wire``."""
+"""cffi (API mode) build of pyvde-wirefilter's decision core and engine: ``plugs._wire``."""
 import pathlib
 import sys
 
@@ -10,14 +10,15 @@ from build_dataplane import cdef_from_header
 HERE = pathlib.Path(__file__).resolve().parent
 
 ffibuilder = FFI()
-ffibuilder.cdef(cdef_from_header((HERE / "wire_core.h").read_text()))
+ffibuilder.cdef("\n".join(cdef_from_header((HERE / h).read_text())
+                          for h in ("wire_core.h", "wire.h")))
 ffibuilder.set_source(
     "plugs._wire",
-    '#include "wire_core.h"',
-    sources=["cffi_build/wire_core.c"],
+    '#include "wire_core.h"\n#include "wire.h"',
+    sources=["cffi_build/wire_core.c", "cffi_build/wire.c"],
     include_dirs=["cffi_build"],
     extra_compile_args=["-O2", "-std=gnu11", "-Wall"],
-    libraries=["m"],
+    libraries=["m", "pthread"],
 )
 
 if __name__ == "__main__":

@@ -75,9 +75,11 @@ def frame(dst: str, src: str, payload: bytes = b"", ethertype: int = 0x88B5) -> 
 # ------------------------------------------------------------------ console
 
 class Console:
-    """A management console client speaking vde_switch's framing."""
+    """A management console client speaking vde_switch's framing (wirefilter's with
+    prompt=b"\nVDEwf$ ")."""
 
-    def __init__(self, path: str, timeout: float = 5.0):
+    def __init__(self, path: str, timeout: float = 5.0, prompt: bytes = b"\nvde$ "):
+        self.prompt = prompt
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
         deadline = time.monotonic() + timeout
@@ -103,11 +105,11 @@ class Console:
     def raw(self, line: str) -> bytes:
         """Sends one line and returns everything up to and including the next prompt."""
         self.sock.sendall(line.encode() + b"\n")
-        return self.read_until(b"\nvde$ ")
+        return self.read_until(self.prompt)
 
     def cmd(self, line: str) -> tuple[list[str], str]:
         """(data block lines, status line) of one command."""
-        text = self.raw(line).decode()[: -len("\nvde$ ")]
+        text = self.raw(line).decode()[: -len(self.prompt)]
         lines = text.split("\n")
         status = lines[-2] if text.endswith("\n") else lines[-1]
         data: list[str] = []

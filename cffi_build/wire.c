@@ -1,0 +1,303 @@
+/*
+ * wire.c — pyvde-wirefilter's engine thread; no frame goes through Python.
+ *
+ * One thread, one poll loop: it reads batches of frames (recvmmsg) from the left and
+ * right sides, lets wire_core decide each frame's fate, and puts every copy that
+ * survives into a binary heap ordered by delivery time (ties keep arrival order). A
+ * timerfd-free design: poll's timeout is the time until the earliest copy is due; due
+ * copies are written with send() (non-blocking: a destination that is full refuses the
+ * copy, counted as a send error, as a real wire loses what the far end cannot take).
+ * The heap holds at most WIRE_MAX_QUEUED bytes whatever the configured capacity.
+ *
+ * Locking: w->lock is held while frames are decided and delivered, never while the
+ * thread waits in poll; Python changes parameters under the same lock, so a change
+ * applies from the next frame on.
+ */
+#define _GNU_SOURCE
+#include "wire.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BATCH 64
+
+struct item {
+    int64_t at_us;
+    uint64_t seq;
+    int dir;
+    uint32_t len;
+    uint8_t data[];
+};
+
+struct wire_engine {
+    pthread_mutex_t lock;
+    pthread_t thread;
+    int running;
+    volatile int stop;
+    int wakefd, endfd;
+    int ended;
+    int maxframe;
+    struct wire_side side[2];
+    struct wire_dir dir[2];
+    struct wire_stats st[2];
+    struct item **heap;
+    size_t nheap, capheap;
+    uint64_t seq;
+    uint8_t *rx;                 /* BATCH * (maxframe + 1) */
+    struct mmsghdr msg[BATCH];
+    struct iovec iov[BATCH];
+};
+
+static int64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* ---------------------------------------------------------------- the heap */
+
+static int before(const struct item *a, const struct item *b)
+{
+    return a->at_us < b->at_us || (a->at_us == b->at_us && a->seq < b->seq);
+}
+
+static int heap_push(struct wire_engine *w, struct item *it)
+{
+    if (w->nheap == w->capheap) {
+        size_t n = w->capheap ? w->capheap * 2 : 1024;
+        struct item **h = realloc(w->heap, n * sizeof *h);
+        if (!h)
+            return -1;
+        w->heap = h;
+        w->capheap = n;
+    }
+    size_t i = w->nheap++;
+    while (i > 0 && before(it, w->heap[(i - 1) / 2])) {
+        w->heap[i] = w->heap[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    w->heap[i] = it;
+    return 0;
+}
+
+static struct item *heap_pop(struct wire_engine *w)
+{
+    struct item *top = w->heap[0], *last = w->heap[--w->nheap];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= w->nheap)
+            break;
+        if (c + 1 < w->nheap && before(w->heap[c + 1], w->heap[c]))
+            c++;
+        if (!before(w->heap[c], last))
+            break;
+        w->heap[i] = w->heap[c];
+        i = c;
+    }
+    if (w->nheap)
+        w->heap[i] = last;
+    return top;
+}
+
+/* ---------------------------------------------------------------- frames */
+
+static void take(struct wire_engine *w, int dir, const uint8_t *frame, uint32_t len, int64_t now)
+{
+    struct wire_verdict v;
+    wire_admit(&w->dir[dir], len, now, &v);
+    if (v.action != WIRE_DELIVER)
+        return;
+    for (int k = 0; k < v.ncopies; k++) {
+        uint64_t held = w->st[0].queued_bytes + w->st[1].queued_bytes;
+        struct item *it = held + len <= WIRE_MAX_QUEUED ? malloc(sizeof *it + len) : NULL;
+        if (it) {
+            it->at_us = v.at_us[k];
+            it->seq = w->seq++;
+            it->dir = dir;
+            it->len = len;
+            memcpy(it->data, frame, len);
+            for (int f = 0; f < v.nflips; f++)   /* noise damages every copy alike */
+                it->data[v.flip_bit[f] >> 3] ^= (uint8_t)(1u << (v.flip_bit[f] & 7));
+        }
+        if (!it || heap_push(w, it) < 0) {
+            free(it);
+            w->dir[dir].c.drop_capacity++;
+            wire_delivered(&w->dir[dir], len);   /* it never enters the channel */
+            w->dir[dir].c.delivered--;
+            continue;
+        }
+        w->st[dir].queued_frames++;
+        w->st[dir].queued_bytes += len;
+    }
+}
+
+static void deliver_due(struct wire_engine *w, int64_t now)
+{
+    while (w->nheap && w->heap[0]->at_us <= now) {
+        struct item *it = heap_pop(w);
+        int dst = it->dir == WIRE_LR ? 1 : 0;
+        if (send(w->side[dst].wfd, it->data, it->len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+            w->st[it->dir].send_errors++;
+        wire_delivered(&w->dir[it->dir], it->len);
+        w->st[it->dir].queued_frames--;
+        w->st[it->dir].queued_bytes -= it->len;
+        free(it);
+    }
+}
+
+static int receive(struct wire_engine *w, int s, int64_t now)
+{
+    unsigned slot = (unsigned)w->maxframe + 1;
+    for (int i = 0; i < BATCH; i++) {
+        w->iov[i].iov_base = w->rx + (size_t)i * slot;
+        w->iov[i].iov_len = slot;
+        memset(&w->msg[i].msg_hdr, 0, sizeof w->msg[i].msg_hdr);
+        w->msg[i].msg_hdr.msg_iov = &w->iov[i];
+        w->msg[i].msg_hdr.msg_iovlen = 1;
+    }
+    int n = recvmmsg(w->side[s].rfd, w->msg, BATCH, MSG_DONTWAIT, NULL);
+    if (n < 0)
+        return errno == EAGAIN || errno == EINTR || errno == ECONNREFUSED ? 0 : -1;
+    int dir = s == 0 ? WIRE_LR : WIRE_RL;   /* frames from the left travel left -> right */
+    for (int i = 0; i < n; i++) {
+        unsigned len = w->msg[i].msg_len;
+        if (len < 14 || (w->msg[i].msg_hdr.msg_flags & MSG_TRUNC))
+            continue;
+        take(w, dir, w->iov[i].iov_base, len, now);
+    }
+    return 0;
+}
+
+static void *engine(void *arg)
+{
+    struct wire_engine *w = arg;
+    int why = WIRE_STOPPED;
+    while (!w->stop) {
+        struct pollfd pfd[5];
+        int n = 0;
+        for (int s = 0; s < 2; s++)
+            pfd[n++] = (struct pollfd){w->side[s].rfd, POLLIN, 0};
+        for (int s = 0; s < 2; s++)
+            pfd[n++] = (struct pollfd){w->side[s].watch, POLLIN, 0};
+        pfd[n++] = (struct pollfd){w->wakefd, POLLIN, 0};
+        int timeout = -1;
+        pthread_mutex_lock(&w->lock);
+        if (w->nheap) {
+            int64_t left = w->heap[0]->at_us - now_us();
+            timeout = left <= 0 ? 0 : (int)((left + 999) / 1000);
+        }
+        pthread_mutex_unlock(&w->lock);
+        if (poll(pfd, n, timeout) < 0 && errno != EINTR)
+            break;
+        if (w->stop)
+            break;
+        if (pfd[2].revents || pfd[3].revents) {
+            why = pfd[2].revents ? WIRE_END_LEFT : WIRE_END_RIGHT;
+            break;
+        }
+        pthread_mutex_lock(&w->lock);
+        int64_t now = now_us();
+        for (int s = 0; s < 2; s++)
+            if (pfd[s].revents & (POLLIN | POLLERR))
+                receive(w, s, now);
+        deliver_due(w, now_us());
+        pthread_mutex_unlock(&w->lock);
+    }
+    w->ended = why;
+    uint64_t one = 1;
+    if (write(w->endfd, &one, sizeof one) < 0) { /* nobody watches */ }
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- API */
+
+struct wire_engine *wire_new(int maxframe, uint64_t seed)
+{
+    if (maxframe < 14 || maxframe > 65550)
+        return NULL;
+    struct wire_engine *w = calloc(1, sizeof *w);
+    if (!w)
+        return NULL;
+    pthread_mutex_init(&w->lock, NULL);
+    w->maxframe = maxframe;
+    w->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    w->endfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    w->rx = malloc((size_t)BATCH * (maxframe + 1));
+    wire_init(&w->dir[WIRE_LR], seed);
+    wire_init(&w->dir[WIRE_RL], seed ^ 0x5851f42d4c957f2dULL);
+    if (w->wakefd < 0 || w->endfd < 0 || !w->rx) {
+        wire_free(w);
+        return NULL;
+    }
+    return w;
+}
+
+int wire_start(struct wire_engine *w, const struct wire_side *left, const struct wire_side *right)
+{
+    if (w->running)
+        return -EALREADY;
+    w->side[0] = *left;
+    w->side[1] = *right;
+    w->stop = 0;
+    w->ended = WIRE_RUNNING;
+    int r = pthread_create(&w->thread, NULL, engine, w);
+    if (r)
+        return -r;
+    w->running = 1;
+    return 0;
+}
+
+void wire_stop(struct wire_engine *w)
+{
+    if (!w->running)
+        return;
+    w->stop = 1;
+    uint64_t one = 1;
+    if (write(w->wakefd, &one, sizeof one) < 0) { /* poll wakes on its timeout */ }
+    pthread_join(w->thread, NULL);
+    w->running = 0;
+}
+
+void wire_free(struct wire_engine *w)
+{
+    if (!w)
+        return;
+    wire_stop(w);
+    for (size_t i = 0; i < w->nheap; i++)
+        free(w->heap[i]);
+    free(w->heap);
+    free(w->rx);
+    if (w->wakefd >= 0)
+        close(w->wakefd);
+    if (w->endfd >= 0)
+        close(w->endfd);
+    pthread_mutex_destroy(&w->lock);
+    free(w);
+}
+
+int wire_ended(struct wire_engine *w) { return w->ended; }
+int wire_event_fd(struct wire_engine *w) { return w->endfd; }
+
+struct wire_dir *wire_direction(struct wire_engine *w, int dir)
+{
+    return &w->dir[dir == WIRE_RL ? WIRE_RL : WIRE_LR];
+}
+
+void wire_lock(struct wire_engine *w) { pthread_mutex_lock(&w->lock); }
+void wire_unlock(struct wire_engine *w) { pthread_mutex_unlock(&w->lock); }
+
+void wire_get_stats(struct wire_engine *w, int dir, struct wire_stats *out)
+{
+    pthread_mutex_lock(&w->lock);
+    *out = w->st[dir == WIRE_RL ? WIRE_RL : WIRE_LR];
+    pthread_mutex_unlock(&w->lock);
+}

@@ -1,0 +1,298 @@
+"""pyvde-wirefilter: a bad wire between two VDE networks (like vde2's wirefilter).
+
+    pyvde-wirefilter [OPTIONS] -v LEFT:RIGHT
+    pyvde-wirefilter [OPTIONS] LEFT RIGHT
+
+Frames move and are decided in C (cffi_build/wire.c, wire_core.c); this module opens
+the two sides, sets the parameters and serves wirefilter's console (`VDEwf$ `) on -M.
+This first version joins two datagram VNLs (vde://, udp://, ptp://); the stdin/stdout
+and dpipe forms, --speed, --blink and the Markov model are not implemented yet.
+"""
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import secrets
+import signal
+import sys
+
+import trio
+
+from switchd import console
+from switchd.console import (
+    CommandError,
+    CommandTable,
+    ConsoleSession,
+    Context,
+    SessionEnd,
+)
+from switchd.listeners import StartupError, accept_loop, close_listener, listen_unix
+
+from . import ends, pump
+from ._wire import ffi, lib
+from .vdeclient import PlugError, describe
+from .wire_options import IMPAIRMENTS, LR, RL, WireOptions, WireUsageError, parse_args
+from .wirevalue import WireValue, WireValueError, parse
+
+PROG = "pyvde-wirefilter"
+VERSION = "0.1.0"
+BANNER = f"\nVDE wirefilter (pyvde-wirefilter {VERSION})\n(C) the pyvde developers - MIT licence\n"
+PROMPT = b"\nVDEwf$ "
+MAXFRAME = 65550
+UNSUPPORTED = {"speed"}
+DIRS = {LR: lib.WIRE_LR, RL: lib.WIRE_RL}
+ZERO = WireValue((LR, RL), 0.0)
+log = logging.getLogger(PROG)
+
+USAGE = f"""\
+Usage: {PROG} [OPTIONS] -v LEFT:RIGHT   (or: {PROG} [OPTIONS] LEFT RIGHT)
+A bad wire between two VDE networks (pyvde {VERSION}). Values: [LR|RL]value[+var][K|M|G][U|N]
+
+  -l, --loss PERCENT        -L, --lostburst FRAMES (Gilbert model)
+  -d, --delay MS            -D, --dup PERCENT
+  -b, --band BYTES/S        -c, --chanbufsize, --capacity BYTES
+  -n, --noise BITS/MB       -m, --mtu BYTES           -N, --nofifo
+  -M, --mgmt PATH           --mgmtmode OCTAL          -f, --rcfile FILE
+  --seed N                  --daemon                  --pidfile FILE
+"""
+
+
+class Wire:
+    """The engine and the parameters as the user gave them (for showinfo)."""
+
+    def __init__(self, seed: int):
+        self.engine = lib.wire_new(MAXFRAME, seed)
+        if self.engine == ffi.NULL:
+            raise MemoryError("cannot create the wire engine")
+        self.values: dict[str, dict[str, WireValue]] = {}
+        self.fifo = True
+
+    def set(self, name: str, v: WireValue) -> None:
+        lib.wire_lock(self.engine)
+        try:
+            for d in v.directions:
+                self.values.setdefault(name, {})[d] = v
+                wd = lib.wire_direction(self.engine, DIRS[d])
+                if name == "mtu":
+                    wd.mtu = int(v.value)
+                elif name == "capacity":
+                    wd.capacity = int(v.value)
+                elif name in ("loss", "lostburst", "delay", "dup", "band", "noise"):
+                    p = getattr(wd, name)
+                    p.value, p.variation = v.value, v.variation
+                    p.dist = lib.WIRE_NORMAL if v.distribution == "N" else lib.WIRE_UNIFORM
+        finally:
+            lib.wire_unlock(self.engine)
+
+    def set_fifo(self, on: bool) -> None:
+        lib.wire_lock(self.engine)
+        for d in DIRS.values():
+            lib.wire_direction(self.engine, d).fifo = 1 if on else 0
+        lib.wire_unlock(self.engine)
+        self.fifo = on
+
+    def get(self, name: str, d: str) -> WireValue:
+        return self.values.get(name, {}).get(d, ZERO)
+
+    def queued(self, d: str) -> int:
+        st = ffi.new("struct wire_stats *")
+        lib.wire_get_stats(self.engine, DIRS[d], st)
+        return st.queued_frames
+
+    def counters(self, d: str) -> dict[str, int]:
+        lib.wire_lock(self.engine)
+        c = lib.wire_direction(self.engine, DIRS[d]).c
+        out = {k: getattr(c, k) for k in ("in", "delivered", "dup_copies", "drop_mtu",
+                                            "drop_loss", "drop_capacity", "flipped_bits")}
+        lib.wire_unlock(self.engine)
+        return out
+
+    def close(self) -> None:
+        if self.engine != ffi.NULL:
+            lib.wire_free(self.engine)
+            self.engine = ffi.NULL
+
+
+def showinfo_lines(w: Wire) -> list[str]:
+    def row(label: str, name: str) -> str:
+        return f"{label:<6} L->R {w.get(name, LR).text()}   R->L {w.get(name, RL).text()}"
+    mtu = (int(w.get("mtu", LR).value), int(w.get("mtu", RL).value))
+    return ["WireFilter: bidirectional", row("Loss", "loss"), row("Lburst", "lostburst"),
+            row("Delay", "delay"), row("Dup", "dup"), row("Bandw", "band"),
+            row("Speed", "speed"), row("Noise", "noise"),
+            f"MTU    L->R {mtu[0]:<5} R->L {mtu[1]:<5}", row("Cap.", "capacity"),
+            f"Current Delay Queue size:   L->R {w.queued(LR):<6} R->L {w.queued(RL):<6}",
+            f"Fifoness {'TRUE' if w.fifo else 'FALSE'}",
+            f"Waiting packets in delay queues {w.queued(LR) + w.queued(RL)}"]
+
+
+def build_commands(w: Wire, shutdown) -> CommandTable:
+    t = CommandTable()
+
+    @t.command("help", "[arg]", "Help (limited to arg when specified)", data=True)
+    def help_(ctx: Context) -> None:
+        ctx.out += t.help_lines(ctx.arg)
+
+    @t.command("showinfo", "", "show status and parameter values", data=True)
+    def showinfo(ctx: Context) -> None:
+        ctx.out += showinfo_lines(w)
+
+    @t.command("counters", "", "frames in, delivered and dropped by cause (pyvde)", data=True)
+    def counters(ctx: Context) -> None:
+        for d in (LR, RL):
+            c = w.counters(d)
+            ctx.out.append(f"{d[0]}->{d[1]} in {c['in']} delivered {c['delivered']} dup"
+                           f" {c['dup_copies']} drop loss {c['drop_loss']} mtu {c['drop_mtu']}"
+                           f" capacity {c['drop_capacity']} flipped-bits {c['flipped_bits']}")
+
+    @t.command("load", "path", "load a configuration script")
+    def load(ctx: Context) -> None:
+        try:
+            results = console.run_script(t, ctx.arg, ctx.session)
+        except (OSError, ValueError) as e:
+            raise CommandError(getattr(e, "errno", None) or errno.EINVAL) from None
+        ctx.raw.append(console.transcript(ctx.arg, results))
+
+    def setter(name: str):
+        def handler(ctx: Context) -> None:
+            try:
+                v = parse(ctx.arg)
+            except WireValueError:
+                raise CommandError(errno.EINVAL) from None
+            if name in UNSUPPORTED:
+                raise CommandError(errno.ENOSYS)
+            w.set(name, v)
+        return handler
+
+    names = {"loss": ["loss"], "lostburst": ["lostburst"], "delay": ["delay"], "dup": ["dup"],
+             "band": ["bandwidth", "band"], "speed": ["speed"],
+             "capacity": ["chanbufsize", "capacity"], "noise": ["noise"], "mtu": ["mtu"]}
+    for name, cmds in names.items():
+        for cmd in cmds:
+            t.add(cmd, "value", f"set {IMPAIRMENTS[name][2]}", setter(name))
+
+    @t.command("fifo", "0/1", "fifo=1 FIFO (default), fifo=0 allow reordering")
+    def fifo(ctx: Context) -> None:
+        w.set_fifo(ctx.int_arg() != 0)
+
+    @t.command("logout", "", "logout from this mgmt session")
+    def logout(ctx: Context) -> None:
+        raise SessionEnd("logout")
+
+    @t.command("shutdown", "", "shut the wirefilter down")
+    def shutdown_(ctx: Context) -> None:
+        raise SessionEnd("shutdown")
+
+    return t
+
+
+async def serve_console(listener, path: str, table: CommandTable, stop: trio.Event) -> None:
+    async def session(conn) -> None:
+        s = ConsoleSession(table, prompt=PROMPT)
+        try:
+            async with trio.SocketStream(conn) as stream:
+                await stream.send_all(BANNER.encode() + PROMPT)
+                while not s.closed:
+                    data = await stream.receive_some(4096)
+                    for reply in (s.receive(data) if data else s.end_of_input()):
+                        await stream.send_all(reply.text)
+                        if reply.action == "shutdown":
+                            stop.set()
+                    if not data:
+                        break
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+    await accept_loop(listener, path, session)
+
+
+async def run(w: Wire, opts: WireOptions, table: CommandTable) -> None:
+    stop = trio.Event()
+    listener = None
+    try:
+        if opts.mgmt:
+            listener = listen_unix(opts.mgmt, opts.mgmtmode, -1)
+        async with trio.open_nursery() as nursery:
+            if listener is not None:
+                nursery.start_soon(serve_console, listener, opts.mgmt, table, stop)
+
+            async def ended() -> None:
+                await trio.lowlevel.wait_readable(lib.wire_event_fd(w.engine))
+                stop.set()
+
+            async def signals() -> None:
+                with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as sigs:
+                    async for _ in sigs:
+                        stop.set()
+            nursery.start_soon(ended)
+            nursery.start_soon(signals)
+            await stop.wait()
+            nursery.cancel_scope.cancel()
+    finally:
+        if listener is not None:
+            close_listener(listener, opts.mgmt)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        opts = parse_args(sys.argv[1:] if argv is None else argv)
+    except WireUsageError as e:
+        if str(e) == "help":
+            sys.stdout.write(USAGE)
+            return 0
+        print(f"{PROG}: {e}\nTry '{PROG} --help' for more information.", file=sys.stderr)
+        return 2
+    if opts.dpipe or "-" in (opts.left, opts.right):
+        print(f"{PROG}: stdin/stdout and dpipe sides are not implemented yet; give two VNLs",
+              file=sys.stderr)
+        return 1
+    for name in UNSUPPORTED:
+        if opts.values.get(name):
+            print(f"{PROG}: option --{name} is not implemented yet", file=sys.stderr)
+            return 1
+    logging.basicConfig(format=f"{PROG}: %(message)s", level=logging.INFO)
+    sides: list[ends.Opened] = []
+    w = None
+    try:
+        for vnl in (opts.left, opts.right):
+            o = ends.open_vnl(vnl, describe("vde_crosscable"))
+            sides.append(o)
+            if o.end.kind != pump.DGRAM:
+                raise PlugError(f"{vnl}: only datagram sides (vde://, udp://, ptp://) for now")
+        w = Wire(opts.seed if opts.seed is not None else secrets.randbits(64))
+        for name, per_dir in opts.values.items():
+            for v in set(per_dir.values()):
+                w.set(name, v)
+        w.set_fifo(opts.fifo)
+        table = build_commands(w, None)
+        if opts.rcfile:
+            for line, reply in console.run_script(table, opts.rcfile):
+                if reply.code:
+                    log.warning("rc file %s: %s: 1%03d %s", opts.rcfile, line, reply.code,
+                                os.strerror(reply.code))
+        c_sides = []
+        for o in sides:
+            s = ffi.new("struct wire_side *")
+            s.rfd = s.wfd = o.end.rfd
+            s.watch = o.end.watch[0] if o.end.watch else -1
+            c_sides.append(s)
+        r = lib.wire_start(w.engine, c_sides[0], c_sides[1])
+        if r < 0:
+            raise OSError(-r, os.strerror(-r))
+        trio.run(run, w, opts, table)
+        return 0
+    except (PlugError, StartupError) as e:
+        print(f"{PROG}: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"{PROG}: {e.filename or ''}: {e.strerror}".replace(": : ", ": "), file=sys.stderr)
+        return 1
+    finally:
+        if w is not None:
+            w.close()
+        for o in sides:
+            o.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

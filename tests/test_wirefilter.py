@@ -1,0 +1,197 @@
+"""pyvde-wirefilter between real switches: what the traffic gets is what was asked for."""
+from __future__ import annotations
+
+import math
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from vdetest import Console, RawClient, frame, need_tool, wait_for
+
+PYVDE_WIREFILTER = str(Path(__import__("sys").executable).parent / "pyvde-wirefilter")
+A, B = "02:00:00:00:0a:01", "02:00:00:00:0b:01"
+WF = b"\nVDEwf$ "
+
+
+@pytest.fixture
+def wf(sockdir):
+    made = []
+
+    def start(left, right, *args, mgmt=True):
+        cmd = [PYVDE_WIREFILTER, "-v", f"{left}:{right}", *args]
+        path = None
+        if mgmt:
+            path = str(sockdir / f"wf{len(made)}.mgmt")
+            cmd += ["-M", path]
+        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        made.append(p)
+        if mgmt:
+            wait_for(lambda: Path(path).exists() or p.poll() is not None, what="wirefilter")
+            assert p.poll() is None, p.stderr.read()
+        p.mgmt = path
+        return p
+
+    yield start
+    for p in made:
+        if p.poll() is None:
+            p.terminate()
+            assert p.wait(10) == 0
+
+
+@pytest.fixture
+def two(switches, sockdir):
+    """Two pyvde-switches with a raw client on port 1 of each."""
+    s1, s2 = switches(name="s1"), switches(name="s2")
+    clients = []
+
+    def client(sw, name):
+        c = RawClient(sw.dir, sockdir, name)
+        c.data.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        c.handshake(port=1)
+        clients.append(c)
+        return c
+    yield s1, s2, client(s1, "a"), client(s2, "b")
+    for c in clients:
+        c.close()
+
+
+def wait_cable(*sws):
+    for sw in sws:
+        wait_for(lambda sw=sw: any("vde_crosscable" in ln for ln in sw.command("port/print")),
+                 what="the wirefilter's port")
+
+
+def exchange(tx, rx, n, size=100, batch=100, settle=0.3):
+    """Sends n distinct frames in batches, returns how many arrived (each exactly)."""
+    got = 0
+    for start in range(0, n, batch):
+        for i in range(start, min(n, start + batch)):
+            tx.send(frame(B, A, i.to_bytes(4, "big") + bytes(size - 18)))
+        got += len(drain(rx, settle / 10))
+    return got + len(drain(rx, settle))
+
+
+def drain(c, idle):
+    out = []
+    while True:
+        try:
+            c.data.settimeout(idle)
+            out.append(c.data.recv(65536))
+        except (TimeoutError, BlockingIOError):
+            return out
+
+
+def test_a_clean_wire_carries_frames_both_ways_exactly(two, wf):
+    s1, s2, a, b = two
+    wf(s1.dir, s2.dir)
+    wait_cable(s1, s2)
+    for i in range(3):
+        f = frame("ff:ff:ff:ff:ff:ff", A, bytes([i]) * 50)
+        a.send(f)
+        assert b.recv() == f
+        g = frame(A, B, bytes([i]) * 70)
+        b.send(g)
+        assert a.recv() == g
+
+
+def test_loss_rate_within_the_binomial_interval(two, wf):
+    s1, s2, a, b = two
+    wf(s1.dir, s2.dir, "--loss", "LR20", "--seed", "7")
+    wait_cable(s1, s2)
+    b.send(frame("ff:ff:ff:ff:ff:ff", B, b"hello"))    # s2 learns B; RL is lossless
+    assert a.recv().startswith(bytes.fromhex("ffffffffffff"))
+    n = 4000
+    got = exchange(a, b, n)
+    sd = math.sqrt(n * 0.2 * 0.8)
+    assert n * 0.8 - 3.3 * sd <= got <= n * 0.8 + 3.3 * sd
+
+
+def test_delay_is_added(two, wf):
+    s1, s2, a, b = two
+    w = wf(s1.dir, s2.dir, "--delay", "LR150")
+    wait_cable(s1, s2)
+    t0 = time.monotonic()
+    a.send(frame(B, A, b"slow"))
+    assert b.recv(5) == frame(B, A, b"slow")
+    assert 0.14 <= time.monotonic() - t0 < 0.5
+    c = Console(w.mgmt, prompt=WF)          # a live change: no delay from now on
+    assert b"1000 Success" in c.raw("delay 0")
+    t0 = time.monotonic()
+    a.send(frame(B, A, b"fast"))
+    assert b.recv(5) == frame(B, A, b"fast")
+    assert time.monotonic() - t0 < 0.1
+
+
+def test_mtu_drops_exactly_the_long_frames(two, wf):
+    s1, s2, a, b = two
+    w = wf(s1.dir, s2.dir, "--mtu", "500")
+    wait_cable(s1, s2)
+    for size in (500, 501, 100, 1500):
+        a.send(frame(B, A, bytes(size - 14)))
+    got = drain(b, 0.5)
+    assert [len(f) for f in got] == [500, 100]
+    counters = Console(w.mgmt, prompt=WF).ok("counters")
+    assert "drop loss 0 mtu 2 " in counters[0]
+
+
+def test_console_showinfo_and_errors(two, wf):
+    s1, s2, _a, _b = two
+    w = wf(s1.dir, s2.dir, "-l", "LR20.5", "-l", "RL10", "-d", "100+20N", "-b", "128K",
+           "-m", "1500")
+    c = Console(w.mgmt, prompt=WF)
+    assert c.banner.endswith(b"\nVDEwf$ ")
+    info = c.ok("showinfo")
+    assert info[:6] == ["WireFilter: bidirectional", "Loss   L->R 20.5+0U   R->L 10+0U",
+                        "Lburst L->R 0+0U   R->L 0+0U", "Delay  L->R 100+20N   R->L 100+20N",
+                        "Dup    L->R 0+0U   R->L 0+0U",
+                        "Bandw  L->R 131072+0U   R->L 131072+0U"]
+    assert "Fifoness TRUE" in info
+    assert c.raw("loss x") == b"1022 Invalid argument\n\nVDEwf$ "
+    assert c.raw("bogus") == b"1038 Function not implemented\n\nVDEwf$ "
+    assert c.raw("loss RL3") == b"1000 Success\n\nVDEwf$ "
+    assert c.ok("showinfo")[1] == "Loss   L->R 20.5+0U   R->L 3+0U"
+    c.sock.sendall(b"shutdown\n")
+    assert w.wait(5) == 0
+
+
+def test_between_debian_vde_switch_and_pyvde_switch(debian_switch, switches, sockdir, wf):
+    need_tool("vde_switch")
+    deb, py = debian_switch(), switches(name="py")
+    a = RawClient(deb.dir, sockdir, "a")
+    a.handshake(port=1)
+    b = RawClient(py.dir, sockdir, "b")
+    b.handshake(port=1)
+    try:
+        wf(deb.dir, py.dir, "--dup", "LR100")     # every frame twice, then once more...
+        wait_cable(py)
+        time.sleep(0.3)
+        f = frame("ff:ff:ff:ff:ff:ff", A, b"across")
+        a.send(f)
+        got = drain(b, 0.5)
+        assert got and all(x == f for x in got) and len(got) >= 2
+        g = frame(A, B, b"back")
+        b.send(g)
+        assert a.recv() == g
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["-l", "x", "a", "b"], "option --loss: 'x' is not a value"),
+    (["-v", "nocolon"], "option -v: 'nocolon' is not LEFT:RIGHT"),
+    (["--mtu", "1.5", "a", "b"], "option --mtu"),
+])
+def test_bad_options_one_line(argv, message):
+    r = subprocess.run([PYVDE_WIREFILTER, *argv], capture_output=True, text=True, timeout=10,
+                       check=False)
+    assert r.returncode == 2 and message in r.stderr.splitlines()[0]
+
+
+def test_missing_switch_is_one_line(sockdir):
+    r = subprocess.run([PYVDE_WIREFILTER, "-v", f"{sockdir}/no1:{sockdir}/no2"],
+                       capture_output=True, text=True, timeout=10, check=False)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "no switch at" in r.stderr
