@@ -27,6 +27,7 @@ from switchd.console import (
     Context,
     SessionEnd,
 )
+from switchd.daemon import PidFile, daemonize
 from switchd.listeners import StartupError, accept_loop, close_listener, listen_unix
 
 from . import ends, pump
@@ -55,6 +56,7 @@ A bad wire between two VDE networks (pyvde {VERSION}). Values: [LR|RL]value[+var
   -n, --noise BITS/MB       -m, --mtu BYTES           -N, --nofifo
   -M, --mgmt PATH           --mgmtmode OCTAL          -f, --rcfile FILE
   --seed N                  --daemon                  --pidfile FILE
+  (not yet: --speed, --blink, the Markov model, '-' and dpipe sides)
 """
 
 
@@ -253,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(format=f"{PROG}: %(message)s", level=logging.INFO)
     sides: list[ends.Opened] = []
     w = None
+    pidfile = None
     try:
         for vnl in (opts.left, opts.right):
             o = ends.open_vnl(vnl, describe("vde_crosscable"))
@@ -276,6 +279,11 @@ def main(argv: list[str] | None = None) -> int:
             s.rfd = s.wfd = o.end.rfd
             s.watch = o.end.watch[0] if o.end.watch else -1
             c_sides.append(s)
+        if opts.daemon:          # before the engine thread starts: fork keeps no threads
+            daemonize()
+        if opts.pidfile:
+            pidfile = PidFile(opts.pidfile)
+            pidfile.write()
         r = lib.wire_start(w.engine, c_sides[0], c_sides[1])
         if r < 0:
             raise OSError(-r, os.strerror(-r))
@@ -292,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
             w.close()
         for o in sides:
             o.close()
+        if pidfile is not None:
+            pidfile.remove()
 
 
 if __name__ == "__main__":

@@ -195,3 +195,23 @@ def test_missing_switch_is_one_line(sockdir):
     r = subprocess.run([PYVDE_WIREFILTER, "-v", f"{sockdir}/no1:{sockdir}/no2"],
                        capture_output=True, text=True, timeout=10, check=False)
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "no switch at" in r.stderr
+
+
+def test_daemon_and_pidfile(two, sockdir):
+    s1, s2, a, b = two
+    pid = sockdir / "wf.pid"
+    r = subprocess.run([PYVDE_WIREFILTER, "--daemon", "--pidfile", str(pid), "-v",
+                        f"{s1.dir}:{s2.dir}"], capture_output=True, text=True, timeout=10,
+                       check=False)
+    assert r.returncode == 0, r.stderr
+    wait_for(pid.exists, what="pid file")
+    try:
+        wait_cable(s1, s2)
+        f = frame("ff:ff:ff:ff:ff:ff", A, b"via the daemon")
+        a.send(f)
+        assert b.recv() == f
+    finally:
+        import os
+        import signal
+        os.kill(int(pid.read_text()), signal.SIGTERM)
+    wait_for(lambda: not pid.exists(), what="pid file removed at exit")
