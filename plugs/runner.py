@@ -8,7 +8,7 @@ import signal
 import sys
 from collections.abc import Callable
 
-from switchd.daemon import PidFile
+from switchd.daemon import PidFile, finish_daemon, fork_to_background
 
 from . import pump
 from .ends import Opened
@@ -53,16 +53,7 @@ class Runner:
         the pid of the process that stays (as vde_plug does). The command itself waits
         until detach() says the ends are open; if this process fails first (its error line
         still reaches the terminal), the command exits 1."""
-        r, w = os.pipe()
-        if os.fork() > 0:
-            os.close(w)
-            ok = os.read(r, 1)
-            os._exit(0 if ok == b"1" else 1)
-        os.close(r)
-        os.setsid()
-        if os.fork() > 0:
-            os._exit(0)
-        self.ready_w = w
+        self.ready_w = fork_to_background()
 
     def detach(self, daemon: bool, pidfile: str | None) -> PidFile | None:
         """After the ends are open (so errors still reach the terminal): the pid file,
@@ -71,14 +62,7 @@ class Runner:
         if pf:
             pf.write()
         if daemon:
-            os.chdir("/")
-            null = os.open(os.devnull, os.O_RDWR)
-            for fd in (0, 1, 2):
-                os.dup2(null, fd)
-            if null > 2:
-                os.close(null)
-            os.write(self.ready_w, b"1")
-            os.close(self.ready_w)
+            finish_daemon(self.ready_w)
         return pf
 
     def loop(self, a: Opened, b: Opened, maxframe: int, reconnect: bool,

@@ -43,6 +43,13 @@ def daemonize() -> None:
 
     The parent exits only after the child is set up, so when `pyvde-switch -d`
     returns, the switch's sockets (created before this call) already accept clients."""
+    finish_daemon(fork_to_background())
+
+
+def fork_to_background() -> int:
+    """First half of daemonize(): the process that stays is a grandchild in a new
+    session; the command waits (in the original process) until finish_daemon() is
+    called with the returned fd, or exits 1 if this process dies first."""
     r, w = os.pipe()
     if os.fork() > 0:
         os.close(w)
@@ -52,14 +59,19 @@ def daemonize() -> None:
     os.setsid()
     if os.fork() > 0:
         os._exit(0)
+    return w
+
+
+def finish_daemon(ready_fd: int) -> None:
+    """Second half: cwd /, standard streams on /dev/null, and the waiting command released."""
     os.chdir("/")
     null = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(null, fd)
     if null > 2:
         os.close(null)
-    os.write(w, b"1")
-    os.close(w)
+    os.write(ready_fd, b"1")
+    os.close(ready_fd)
 
 
 class PidFile:
