@@ -17,6 +17,7 @@
 #include "wire.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -27,6 +28,7 @@
 #include <unistd.h>
 
 #define BATCH 64
+#define STREAM_BUF (512u << 10)
 
 struct item {
     int64_t at_us;
@@ -45,6 +47,11 @@ struct wire_engine {
     int ended;
     int maxframe;
     struct wire_side side[2];
+    struct {                     /* stream sides: bytes read not yet parsed, records to write */
+        uint8_t *in, *out;
+        size_t in_start, in_end, out_start, out_end;
+        int gone;                /* the peer stopped reading (EPIPE) */
+    } sb[2];
     struct wire_dir dir[2];
     struct wire_stats st[2];
     struct item **heap;
@@ -149,6 +156,65 @@ static void take(struct wire_engine *w, int dir, const uint8_t *frame, uint32_t 
     }
 }
 
+/* Writes what a stream side has buffered, as far as the pipe takes it now. */
+static void flush_out(struct wire_engine *w, int dst)
+{
+    while (w->sb[dst].out_end > w->sb[dst].out_start) {
+        ssize_t r = write(w->side[dst].wfd, w->sb[dst].out + w->sb[dst].out_start,
+                          w->sb[dst].out_end - w->sb[dst].out_start);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            if (r < 0 && errno != EAGAIN)
+                w->sb[dst].gone = 1;
+            break;
+        }
+        w->sb[dst].out_start += (size_t)r;
+    }
+    if (w->sb[dst].out_start == w->sb[dst].out_end)
+        w->sb[dst].out_start = w->sb[dst].out_end = 0;
+}
+
+/* Sends k frames to side dst; what it cannot take now is lost (a send error). */
+static void send_frames(struct wire_engine *w, int dst, struct mmsghdr *m, int k, int dir)
+{
+    if (w->side[dst].wfd < 0)
+        return;
+    if (w->side[dst].stream) {
+        for (int i = 0; i < k; i++) {
+            const struct iovec *v = m[i].msg_hdr.msg_iov;
+            size_t len = v->iov_len;
+            if (w->sb[dst].out_end + 2 + len > STREAM_BUF && w->sb[dst].out_start) {
+                memmove(w->sb[dst].out, w->sb[dst].out + w->sb[dst].out_start,
+                        w->sb[dst].out_end - w->sb[dst].out_start);
+                w->sb[dst].out_end -= w->sb[dst].out_start;
+                w->sb[dst].out_start = 0;
+            }
+            if (len > 0xffff || w->sb[dst].out_end + 2 + len > STREAM_BUF) {
+                w->st[dir].send_errors++;
+                continue;
+            }
+            uint8_t *o = w->sb[dst].out + w->sb[dst].out_end;
+            o[0] = (uint8_t)(len >> 8);
+            o[1] = (uint8_t)len;
+            memcpy(o + 2, v->iov_base, len);
+            w->sb[dst].out_end += 2 + len;
+        }
+        flush_out(w, dst);
+        return;
+    }
+    int sent = 0;
+    while (sent < k) {
+        int r = sendmmsg(w->side[dst].wfd, m + sent, k - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (r <= 0) {
+            sent++;      /* the destination refused this copy: lost */
+            w->st[dir].send_errors++;
+            continue;
+        }
+        sent += r;
+    }
+}
+
 /* Sends every copy that is due, in batches: one sendmmsg per destination per batch. */
 static void deliver_due(struct wire_engine *w, int64_t now)
 {
@@ -170,16 +236,7 @@ static void deliver_due(struct wire_engine *w, int64_t now)
                 m[k].msg_hdr.msg_iovlen = 1;
                 k++;
             }
-            int sent = 0;
-            while (sent < k) {
-                int r = sendmmsg(w->side[dst].wfd, m + sent, k - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
-                if (r <= 0) {
-                    sent++;      /* the destination refused this copy: lost, counted below */
-                    w->st[dst == 1 ? WIRE_LR : WIRE_RL].send_errors++;
-                    continue;
-                }
-                sent += r;
-            }
+            send_frames(w, dst, m, k, dst == 1 ? WIRE_LR : WIRE_RL);
         }
         for (int i = 0; i < n; i++) {
             struct item *it = due[i];
@@ -205,16 +262,7 @@ static void send_direct(struct wire_engine *w)
             m[k].msg_hdr.msg_iovlen = 1;
             k++;
         }
-        int dst = dir == WIRE_LR ? 1 : 0, sent = 0;
-        while (sent < k) {
-            int r = sendmmsg(w->side[dst].wfd, m + sent, k - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
-            if (r <= 0) {
-                sent++;
-                w->st[dir].send_errors++;
-                continue;
-            }
-            sent += r;
-        }
+        send_frames(w, dir == WIRE_LR ? 1 : 0, m, k, dir);
         for (int i = 0; i < w->ndirect; i++)
             if (w->direct_dir[i] == dir)
                 wire_delivered(&w->dir[dir], (uint32_t)w->direct[i].iov_len);
@@ -222,8 +270,48 @@ static void send_direct(struct wire_engine *w)
     w->ndirect = 0;
 }
 
+/* A stream side: read, then every whole record is a frame. -1: the side ended (end of
+ * file, or a record longer than the largest frame: the stream cannot be trusted). */
+static int receive_stream(struct wire_engine *w, int s, int64_t now)
+{
+    typeof(w->sb[0]) *b = &w->sb[s];
+    if (b->in_start && b->in_end + w->maxframe + 2 > STREAM_BUF) {
+        memmove(b->in, b->in + b->in_start, b->in_end - b->in_start);
+        b->in_end -= b->in_start;
+        b->in_start = 0;
+    }
+    ssize_t r = read(w->side[s].rfd, b->in + b->in_end, STREAM_BUF - b->in_end);
+    if (r < 0)
+        return errno == EAGAIN || errno == EINTR ? 0 : -1;
+    if (r == 0)
+        return -1;
+    b->in_end += (size_t)r;
+    int dir = s == 0 ? WIRE_LR : WIRE_RL;
+    while (b->in_end - b->in_start >= 2) {
+        const uint8_t *h = b->in + b->in_start;
+        unsigned len = ((unsigned)h[0] << 8) | h[1];
+        if (len > (unsigned)w->maxframe)
+            return -1;
+        if (b->in_end - b->in_start < 2 + (size_t)len)
+            break;
+        if (w->ndirect > BATCH * WIRE_MAX_COPIES - WIRE_MAX_COPIES)
+            send_direct(w);   /* room for this record's copies (they point into b->in) */
+        if (len >= 14)
+            take(w, dir, h + 2, len, now);
+        b->in_start += 2 + len;
+    }
+    if (b->in_start == b->in_end)
+        b->in_start = b->in_end = 0;
+    return 0;
+}
+
 static int receive(struct wire_engine *w, int s, int64_t now)
 {
+    if (w->side[s].stream) {
+        int r = receive_stream(w, s, now);
+        send_direct(w);
+        return r;
+    }
     unsigned slot = (unsigned)w->maxframe + 1;
     for (int i = 0; i < BATCH; i++) {
         w->iov[i].iov_base = w->rx + (size_t)i * slot;
@@ -251,13 +339,16 @@ static void *engine(void *arg)
     struct wire_engine *w = arg;
     int why = WIRE_STOPPED;
     while (!w->stop) {
-        struct pollfd pfd[5];
+        struct pollfd pfd[7];
         int n = 0;
         for (int s = 0; s < 2; s++)
             pfd[n++] = (struct pollfd){w->side[s].rfd, POLLIN, 0};
         for (int s = 0; s < 2; s++)
             pfd[n++] = (struct pollfd){w->side[s].watch, POLLIN, 0};
         pfd[n++] = (struct pollfd){w->wakefd, POLLIN, 0};
+        for (int s = 0; s < 2; s++)   /* stream sides with records waiting for the pipe */
+            pfd[n++] = (struct pollfd){w->sb[s].out_end > w->sb[s].out_start ? w->side[s].wfd : -1,
+                                       POLLOUT, 0};
         int timeout = -1;
         pthread_mutex_lock(&w->lock);
         if (w->nheap) {
@@ -275,11 +366,21 @@ static void *engine(void *arg)
         }
         pthread_mutex_lock(&w->lock);
         int64_t now = now_us();
-        for (int s = 0; s < 2; s++)
-            if (pfd[s].revents & (POLLIN | POLLERR))
-                receive(w, s, now);
+        int gone = -1;
+        for (int s = 0; s < 2; s++) {
+            if (pfd[5 + s].revents)
+                flush_out(w, s);
+            if ((pfd[s].revents & (POLLIN | POLLERR | POLLHUP)) && receive(w, s, now) < 0)
+                gone = s;
+            if (w->side[s].stream && w->sb[s].gone)
+                gone = s;
+        }
         deliver_due(w, now_us());
         pthread_mutex_unlock(&w->lock);
+        if (gone >= 0) {
+            why = gone == 0 ? WIRE_END_LEFT : WIRE_END_RIGHT;
+            break;
+        }
     }
     w->ended = why;
     uint64_t one = 1;
@@ -316,6 +417,20 @@ int wire_start(struct wire_engine *w, const struct wire_side *left, const struct
         return -EALREADY;
     w->side[0] = *left;
     w->side[1] = *right;
+    for (int s = 0; s < 2; s++) {
+        if (!w->side[s].stream)
+            continue;
+        if (!w->sb[s].in)
+            w->sb[s].in = malloc(STREAM_BUF);
+        if (!w->sb[s].out)
+            w->sb[s].out = malloc(STREAM_BUF);
+        if (!w->sb[s].in || !w->sb[s].out)
+            return -ENOMEM;
+        int fds[2] = {w->side[s].rfd, w->side[s].wfd};
+        for (int i = 0; i < 2; i++)
+            if (fds[i] >= 0)
+                fcntl(fds[i], F_SETFL, fcntl(fds[i], F_GETFL) | O_NONBLOCK);
+    }
     w->stop = 0;
     w->ended = WIRE_RUNNING;
     int r = pthread_create(&w->thread, NULL, engine, w);
@@ -345,6 +460,10 @@ void wire_free(struct wire_engine *w)
         free(w->heap[i]);
     free(w->heap);
     free(w->rx);
+    for (int s = 0; s < 2; s++) {
+        free(w->sb[s].in);
+        free(w->sb[s].out);
+    }
     if (w->wakefd >= 0)
         close(w->wakefd);
     if (w->endfd >= 0)

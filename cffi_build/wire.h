@@ -20,8 +20,9 @@
 #define WIRE_STOPPED 3
 
 struct wire_side {
-    int rfd, wfd;            /* datagram sockets (a switch's data socket): one frame each */
+    int rfd, wfd;            /* datagram sockets: one frame each; or a stream's fds (-1: none) */
     int watch;               /* readable or hung up: this side is gone (-1 none) */
+    int stream;              /* 1: 2-byte big-endian length + frame records (stdin, dpipe) */
 };
 
 struct wire_stats {

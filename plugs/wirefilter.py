@@ -5,8 +5,9 @@
 
 Frames move and are decided in C (cffi_build/wire.c, wire_core.c); this module opens
 the two sides, sets the parameters and serves wirefilter's console (`VDEwf$ `) on -M.
-This first version joins two datagram VNLs (vde://, udp://, ptp://); the stdin/stdout
-and dpipe forms, --speed, --blink and the Markov model are not implemented yet.
+A side is a datagram VNL (vde://, udp://, ptp://) or, as `-`, the record stream on
+stdin/stdout; with no sides at all it sits in a dpipe chain. --speed, --blink and the
+Markov model are not implemented yet.
 """
 from __future__ import annotations
 
@@ -56,7 +57,8 @@ A bad wire between two VDE networks (pyvde {VERSION}). Values: [LR|RL]value[+var
   -n, --noise BITS/MB       -m, --mtu BYTES           -N, --nofifo
   -M, --mgmt PATH           --mgmtmode OCTAL          -f, --rcfile FILE
   --seed N                  --daemon                  --pidfile FILE
-  (not yet: --speed, --blink, the Markov model, '-' and dpipe sides)
+  A side may be '-' (stdin/stdout); with no sides: a dpipe chain (ALTERNATE_STDIN/OUT)
+  (not yet: --speed, --blink, the Markov model)
 """
 
 
@@ -235,6 +237,19 @@ async def run(w: Wire, opts: WireOptions, table: CommandTable) -> None:
             close_listener(listener, opts.mgmt)
 
 
+def stream_sides(opts: WireOptions) -> list[tuple[int, int] | None]:
+    """(read fd, write fd) of each side that is a record stream, None for the others.
+    '-' is stdin/stdout. In a dpipe chain (no sides given) the left side is stdin/stdout
+    and the right one the fds dpipe names in ALTERNATE_STDIN/ALTERNATE_STDOUT; without
+    them the wire is one-way, stdin to stdout."""
+    if opts.dpipe:
+        alt_in, alt_out = os.environ.get("ALTERNATE_STDIN"), os.environ.get("ALTERNATE_STDOUT")
+        if alt_in and alt_out and alt_in.isdigit() and alt_out.isdigit():
+            return [(0, 1), (int(alt_in), int(alt_out))]
+        return [(0, -1), (-1, 1)]
+    return [(0, 1) if side == "-" else None for side in (opts.left, opts.right)]
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         opts = parse_args(sys.argv[1:] if argv is None else argv)
@@ -244,10 +259,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         print(f"{PROG}: {e}\nTry '{PROG} --help' for more information.", file=sys.stderr)
         return 2
-    if opts.dpipe or "-" in (opts.left, opts.right):
-        print(f"{PROG}: stdin/stdout and dpipe sides are not implemented yet; give two VNLs",
-              file=sys.stderr)
-        return 1
+    if opts.left == "-" and opts.right == "-":
+        print(f"{PROG}: only one side can be '-' (stdin/stdout)", file=sys.stderr)
+        return 2
     for name in UNSUPPORTED:
         if opts.values.get(name):
             print(f"{PROG}: option --{name} is not implemented yet", file=sys.stderr)
@@ -257,11 +271,15 @@ def main(argv: list[str] | None = None) -> int:
     w = None
     pidfile = None
     try:
-        for vnl in (opts.left, opts.right):
+        streams = stream_sides(opts)
+        for i, vnl in enumerate((opts.left, opts.right)):
+            if streams[i] is not None:
+                sides.append(None)
+                continue
             o = ends.open_vnl(vnl, describe("vde_crosscable"))
             sides.append(o)
             if o.end.kind != pump.DGRAM:
-                raise PlugError(f"{vnl}: only datagram sides (vde://, udp://, ptp://) for now")
+                raise PlugError(f"{vnl}: a side must be a switch, udp://, ptp:// or '-'")
         w = Wire(opts.seed if opts.seed is not None else secrets.randbits(64))
         for name, per_dir in opts.values.items():
             for v in set(per_dir.values()):
@@ -274,10 +292,14 @@ def main(argv: list[str] | None = None) -> int:
                     log.warning("rc file %s: %s: 1%03d %s", opts.rcfile, line, reply.code,
                                 os.strerror(reply.code))
         c_sides = []
-        for o in sides:
+        for i, o in enumerate(sides):
             s = ffi.new("struct wire_side *")
-            s.rfd = s.wfd = o.end.rfd
-            s.watch = o.end.watch[0] if o.end.watch else -1
+            if o is None:
+                s.rfd, s.wfd = streams[i]
+                s.watch, s.stream = -1, 1
+            else:
+                s.rfd = s.wfd = o.end.rfd
+                s.watch = o.end.watch[0] if o.end.watch else -1
             c_sides.append(s)
         if opts.daemon:          # before the engine thread starts: fork keeps no threads
             daemonize()
@@ -299,7 +321,8 @@ def main(argv: list[str] | None = None) -> int:
         if w is not None:
             w.close()
         for o in sides:
-            o.close()
+            if o is not None:
+                o.close()
         if pidfile is not None:
             pidfile.remove()
 

@@ -215,3 +215,50 @@ def test_daemon_and_pidfile(two, sockdir):
         import signal
         os.kill(int(pid.read_text()), signal.SIGTERM)
     wait_for(lambda: not pid.exists(), what="pid file removed at exit")
+
+
+def test_in_a_dpipe_chain_with_debian_vde_plug(two, sockdir):
+    """dpipe vde_plug S1 = pyvde-wirefilter ... = vde_plug S2: the middle of a chain gets
+    the second direction on ALTERNATE_STDIN/ALTERNATE_STDOUT."""
+    need_tool("dpipe", "vde_plug")
+    s1, s2, a, b = two
+    p = subprocess.Popen(["dpipe", "vde_plug", str(s1.dir), "=", PYVDE_WIREFILTER, "--delay",
+                          "LR30", "=", "vde_plug", str(s2.dir)],
+                         stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        for sw in (s1, s2):
+            wait_for(lambda sw=sw: len(sw.command("port/print")) >= 10, what="the chain's port")
+        time.sleep(0.3)
+        f = frame("ff:ff:ff:ff:ff:ff", A, b"left to right")
+        t0 = time.monotonic()
+        a.send(f)
+        assert b.recv() == f
+        assert time.monotonic() - t0 >= 0.029           # the delay applies L->R
+        g = frame(A, B, b"right to left" + bytes(1400))
+        b.send(g)
+        assert a.recv() == g
+    finally:
+        p.terminate()
+        p.wait(10)
+
+
+def test_one_side_on_stdin_stdout(two):
+    """pyvde-plug S1 = pyvde-wirefilter -v -:S2 (the stream form as a command)."""
+    s1, s2, a, b = two
+    plug = str(Path(PYVDE_WIREFILTER).parent / "pyvde-plug")
+    p = subprocess.Popen([plug, str(s1.dir), "=", PYVDE_WIREFILTER, "-v", f"-:{s2.dir}"],
+                         stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        for sw in (s1, s2):
+            wait_for(lambda sw=sw: len(sw.command("port/print")) >= 10, what="a port")
+        time.sleep(0.3)
+        for i in range(20):
+            f = frame("ff:ff:ff:ff:ff:ff", A, bytes([i]) * (60 + 50 * i))
+            a.send(f)
+            assert b.recv() == f
+        g = frame(A, B, b"back")
+        b.send(g)
+        assert a.recv() == g
+    finally:
+        p.terminate()
+        assert p.wait(10) == 0
