@@ -48,6 +48,7 @@
 #define STREAM_IN (256u << 10)
 #define STREAM_OUT (512u << 10)
 #define DRAIN_MS 2000
+#define DRAIN_MAX_MS 10000
 
 struct dir {
     struct pump_end *src, *dst;
@@ -451,6 +452,7 @@ int pump_run(struct pump *p, struct pump_end *a, struct pump_end *b, int stop_fd
 
     int64_t drain_until = -1;   /* after an end of file: how long the other way may drain */
     uint64_t drained = 0;       /* its writes when the deadline was last set */
+    int64_t drain_end = -1;     /* the end of any draining, progress or not */
     while (rc == 0) {
         /* records already buffered need no poll: parse and write them now */
         for (int k = 0; k < 2 && rc == 0; k++) {
@@ -466,19 +468,43 @@ int pump_run(struct pump *p, struct pump_end *a, struct pump_end *b, int stop_fd
             if (rc == 0 && d->bad && !pending(d))
                 rc = PUMP_BAD_STREAM;
         }
-        /* an end of file ends the pump once what was read is written, both ways (the other
-         * way may go on while it makes progress; a peer that stops reading for DRAIN_MS
+        /* an end of file ends the pump once what was read is written, both ways, and what
+         * was already waiting to be read the other way too (the other way may go on while it
+         * makes progress, for DRAIN_MAX_MS at most; a peer that stops reading for DRAIN_MS
          * cannot hold us) */
         for (int k = 0; k < 2 && rc == 0; k++) {
             if (!dirs[k].eof || pending(&dirs[k]) || buffered_record(&dirs[k], maxframe))
                 continue;
             struct dir *o = &dirs[1 - k];
+            int64_t t = now_ms();
+            if (drain_end < 0)
+                drain_end = t + DRAIN_MAX_MS;
             if (drain_until < 0 || o->written != drained) {   /* progress: more time */
-                drain_until = now_ms() + DRAIN_MS;
+                drain_until = t + DRAIN_MS;
                 drained = o->written;
             }
-            if (!pending(o) || now_ms() >= drain_until)
+            int waiting = 0;   /* frames still queued on the other way's source */
+            if (!o->eof && o->src->kind != PUMP_NULL && o->src->rfd >= 0) {
+                struct pollfd q = {o->src->rfd, POLLIN, 0};
+                waiting = poll(&q, 1, 0) > 0 && (q.revents & POLLIN);
+            }
+            if ((!pending(o) && !waiting) || t >= drain_until || t >= drain_end)
                 rc = k == 0 ? PUMP_END_A : PUMP_END_B;
+            else if (!pending(o) && waiting && !o->eof) {
+                /* read what is queued now: the loop below would not poll for it */
+                int got = read_in(o, maxframe, stats, 1 - k);
+                if (got == 1)
+                    o->eof = 1;
+                else if (got < 0)
+                    rc = got;
+                else if (o->n && pending(o)) {
+                    int wr = write_out(o);
+                    if (wr == 1)
+                        rc = k == 0 ? PUMP_END_A : PUMP_END_B;   /* that end is gone too */
+                    else if (wr < 0)
+                        rc = wr;
+                }
+            }
         }
         if (rc)
             break;
