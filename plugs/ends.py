@@ -31,10 +31,15 @@ class Opened:
         self.closers.clear()
 
 
+def vde_end(conn: Connection) -> pump.End:
+    """The pump's end for a switch connection: its data socket, watching its control one."""
+    fd = conn.data.fileno()
+    return pump.End(pump.DGRAM, fd, fd, [conn.ctl.fileno()], name=conn.directory)
+
+
 def open_vde(v: vnl.Vde, description: str, group=None, mode=None) -> Opened:
     conn = connect(v, description, group, mode)
-    fd = conn.data.fileno()
-    return Opened(pump.End(pump.DGRAM, fd, fd, [conn.ctl.fileno()], name=conn.directory), conn)
+    return Opened(vde_end(conn), conn)
 
 
 def open_tap(t: vnl.Tap, mtu: int | None = None, up: bool = False) -> Opened:

@@ -107,27 +107,11 @@ def main(argv: list[str] | None = None) -> int:
             opened.append(ends.open_stdio())
         maxframe = maxframe_for(opened, args.maxframe)
         pidfile = runner.detach(args.daemon, args.pidfile)
-    except PlugError as e:
-        for o in opened:
-            o.close()
-        return runner.error(str(e))
-    except OSError as e:
-        for o in opened:
-            o.close()
-        return runner.error(f"{e.filename or ''}: {e.strerror}".lstrip(": "))
-
-    groups = {id(opened[0]): (args.group, args.mod)}
-    if len(opened) > 1:
-        groups[id(opened[1])] = (args.group2, args.mod2)
-
-    def reconnect_args(o: ends.Opened):
-        from .vnl import Vde
-        group, mode = groups[id(o)]
-        port = o.conn.port_requested
-        return Vde(o.conn.directory, port), description, group, mode
+    except (PlugError, OSError) as e:
+        return runner.fail(opened, e)
 
     try:
-        return runner.loop(opened[0], opened[1], maxframe, args.reconnect, reconnect_args)
+        return runner.loop(opened[0], opened[1], maxframe, args.reconnect)
     finally:
         for o in opened:
             o.close()

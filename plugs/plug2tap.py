@@ -14,7 +14,6 @@ from . import ends, tap
 from .plug import Parser, _maxframe, _octal, _port
 from .runner import Runner, maxframe_for
 from .vdeclient import PlugError, describe
-from .vnl import Vde
 
 PROG = "pyvde-plug2tap"
 
@@ -66,20 +65,11 @@ def main(argv: list[str] | None = None) -> int:
         opened.append(ends.open_tap(tap_vnl, args.mtu, args.up))
         maxframe = maxframe_for(opened, args.maxframe)
         pidfile = runner.detach(args.daemon, args.pidfile)
-    except PlugError as e:
-        for o in opened:
-            o.close()
-        return runner.error(str(e))
-    except OSError as e:
-        for o in opened:
-            o.close()
-        return runner.error(f"{e.filename or ''}: {e.strerror}".lstrip(": "))
-
-    def reconnect_args(o: ends.Opened):
-        return Vde(o.conn.directory, o.conn.port_requested), description, args.group, args.mod
+    except (PlugError, OSError) as e:
+        return runner.fail(opened, e)
 
     try:
-        return runner.loop(opened[0], opened[1], maxframe, args.reconnect, reconnect_args)
+        return runner.loop(opened[0], opened[1], maxframe, args.reconnect)
     finally:
         for o in opened:
             o.close()

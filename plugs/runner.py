@@ -6,13 +6,12 @@ import os
 import select
 import signal
 import sys
-from collections.abc import Callable
 
 from switchd.daemon import PidFile, finish_daemon, fork_to_background
 
 from . import pump
-from .ends import Opened
-from .vdeclient import PlugError, connect
+from .ends import Opened, vde_end
+from .vdeclient import PlugError
 
 DEFAULT_MAXFRAME = 9234        # vdeplug4's VDE_ETHBUFSIZE; raised for large tap MTUs
 
@@ -65,14 +64,21 @@ class Runner:
             finish_daemon(self.ready_w)
         return pf
 
-    def loop(self, a: Opened, b: Opened, maxframe: int, reconnect: bool,
-             describe: Callable[[Opened], tuple] | None = None) -> int:
+    def fail(self, opened: list[Opened], e: Exception) -> int:
+        """Start-up failed: close what was opened, one line on stderr, exit status 1."""
+        for o in opened:
+            o.close()
+        if isinstance(e, PlugError):
+            return self.error(str(e))
+        return self.error(f"{e.filename or ''}: {e.strerror}".lstrip(": "))
+
+    def loop(self, a: Opened, b: Opened, maxframe: int, reconnect: bool) -> int:
         """Pumps until the link ends. With reconnect, an end whose switch closed the
         control connection is connected again (every 0.5 s until it works)."""
         with pump.Pump(maxframe) as p:
-            return self._loop(p, a, b, maxframe, reconnect, describe)
+            return self._loop(p, a, b, maxframe, reconnect)
 
-    def _loop(self, p, a, b, maxframe, reconnect, describe) -> int:
+    def _loop(self, p, a, b, maxframe, reconnect) -> int:
         while True:
             result = p.run(a.end, b.end, self.stop_r)
             if result.reason == pump.STOPPED:
@@ -100,21 +106,20 @@ class Runner:
                     return 0
                 print(f"{self.prog}: switch at {where} went away; reconnecting",
                       file=sys.stderr)
-                args = describe(opened)
-                opened.conn.close()
+                old = opened.conn
+                old.close()
                 opened.conn = None
-                conn = self._reconnect(*args)
+                conn = self._reconnect(old)
                 if conn is None:
                     return 0
-                fd = conn.data.fileno()
                 opened.conn = conn
-                opened.end = pump.End(pump.DGRAM, fd, fd, [conn.ctl.fileno()], name=conn.directory)
+                opened.end = vde_end(conn)
                 print(f"{self.prog}: reconnected to {conn.directory}", file=sys.stderr)
 
-    def _reconnect(self, v, description, group, mode):
+    def _reconnect(self, old):
         while True:
             try:
-                return connect(v, description, group, mode)
+                return old.reopen()
             except PlugError:
                 if self.wait_stop(0.5):
                     return None

@@ -44,7 +44,15 @@ class Connection:
     data: socket.socket
     switch_socket: str
     port_requested: int | None = None
+    description: str = ""
+    group: str | None = None
+    mode: int | None = None
     files: list[str] = field(default_factory=list)   # our own files still to remove
+
+    def reopen(self) -> Connection:
+        """A new connection made as this one was (for --reconnect); raises PlugError."""
+        return connect(Vde(self.directory, self.port_requested), self.description,
+                       self.group, self.mode)
 
     def drain(self, timeout: float = DRAIN_TIMEOUT) -> None:
         """Waits (up to timeout) until the switch has read every frame we sent: a switch
@@ -147,7 +155,7 @@ def connect(vnl: Vde, description: str = "vdeplug:", group: str | None = None,
 
     ctl = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     data = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-    conn = Connection(directory, ctl, data, "", vnl.port)
+    conn = Connection(directory, ctl, data, "", vnl.port, description, group, mode)
     try:
         try:
             ctl.connect(os.path.join(directory, "ctl"))
@@ -183,15 +191,3 @@ def connect(vnl: Vde, description: str = "vdeplug:", group: str | None = None,
     except (OSError, control_request.RequestError) as e:
         conn.close()
         raise PlugError(f"switch at {directory}: {getattr(e, 'strerror', None) or e}") from None
-
-
-def connect_retrying(vnl: Vde, description: str, group, mode, stop, interval: float = 0.5
-                     ) -> Connection | None:
-    """Keeps trying until connected, or until stop() says to give up (returns None)."""
-    while True:
-        try:
-            return connect(vnl, description, group, mode)
-        except PlugError:
-            if stop(interval):
-                return None
-            time.sleep(0)
