@@ -131,7 +131,7 @@ def showinfo_lines(w: Wire) -> list[str]:
             f"Waiting packets in delay queues {w.queued(LR) + w.queued(RL)}"]
 
 
-def build_commands(w: Wire, shutdown) -> CommandTable:
+def build_commands(w: Wire) -> CommandTable:
     t = CommandTable()
 
     @t.command("help", "[arg]", "Help (limited to arg when specified)", data=True)
@@ -285,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
             for v in set(per_dir.values()):
                 w.set(name, v)
         w.set_fifo(opts.fifo)
-        table = build_commands(w, None)
+        table = build_commands(w)
         if opts.rcfile:
             for line, reply in console.run_script(table, opts.rcfile):
                 if reply.code:
