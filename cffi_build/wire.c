@@ -20,10 +20,12 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -53,6 +55,17 @@ struct wire_engine {
         int gone;                /* the peer stopped reading (EPIPE) */
     } sb[2];
     struct wire_dir dir[2];
+    struct wire_params params[WIRE_MAX_NODES][2];
+    struct wire_markov markov;
+    struct {                     /* node changes not yet read by Python (markov-debug) */
+        int32_t from[64], to[64];
+        unsigned head, tail;
+    } mev;
+    int mevfd;
+    int blinkfd;                 /* --blink: a datagram per delivered copy, or -1 */
+    char blinkmsg[128];
+    struct sockaddr_un blinkto;
+    int blinkidlen, mono;
     struct wire_stats st[2];
     struct item **heap;
     size_t nheap, capheap;
@@ -124,7 +137,7 @@ static struct item *heap_pop(struct wire_engine *w)
 static void take(struct wire_engine *w, int dir, const uint8_t *frame, uint32_t len, int64_t now)
 {
     struct wire_verdict v;
-    wire_admit(&w->dir[dir], len, now, &v);
+    wire_admit(&w->dir[dir], &w->params[w->markov.current][dir], len, now, &v);
     if (v.action != WIRE_DELIVER)
         return;
     for (int k = 0; k < v.ncopies; k++) {
@@ -175,11 +188,29 @@ static void flush_out(struct wire_engine *w, int dst)
         w->sb[dst].out_start = w->sb[dst].out_end = 0;
 }
 
+/* --blink: one line "<id> <LR|RL|--> <length>" per copy sent; the length counts the
+ * 2-byte record header as wirefilter's does. Lost if nobody listens. */
+static void blink(struct wire_engine *w, struct mmsghdr *m, int k, int dir)
+{
+    for (int i = 0; i < k; i++) {
+        int n = w->blinkidlen + snprintf(w->blinkmsg + w->blinkidlen,
+                                         sizeof w->blinkmsg - w->blinkidlen, "%s %zu\n",
+                                         w->mono ? "--" : dir == WIRE_LR ? "LR" : "RL",
+                                         m[i].msg_hdr.msg_iov->iov_len + 2);
+        if (sendto(w->blinkfd, w->blinkmsg, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL,
+                   (struct sockaddr *)&w->blinkto, sizeof w->blinkto) < 0) {
+            /* a blink listener that is gone or slow loses lines, the wire does not care */
+        }
+    }
+}
+
 /* Sends k frames to side dst; what it cannot take now is lost (a send error). */
 static void send_frames(struct wire_engine *w, int dst, struct mmsghdr *m, int k, int dir)
 {
     if (w->side[dst].wfd < 0)
         return;
+    if (w->blinkfd >= 0)
+        blink(w, m, k, dir);
     if (w->side[dst].stream) {
         for (int i = 0; i < k; i++) {
             const struct iovec *v = m[i].msg_hdr.msg_iov;
@@ -320,10 +351,12 @@ static int receive(struct wire_engine *w, int s, int64_t now)
         w->msg[i].msg_hdr.msg_iov = &w->iov[i];
         w->msg[i].msg_hdr.msg_iovlen = 1;
     }
-    int n = recvmmsg(w->side[s].rfd, w->msg, BATCH, MSG_DONTWAIT, NULL);
+    int dir = s == 0 ? WIRE_LR : WIRE_RL;   /* frames from the left travel left -> right */
+    /* with an interface speed, one frame at a time: the input stays busy after each */
+    int vlen = w->params[w->markov.current][dir].speed.value > 0 ? 1 : BATCH;
+    int n = recvmmsg(w->side[s].rfd, w->msg, vlen, MSG_DONTWAIT, NULL);
     if (n < 0)
         return errno == EAGAIN || errno == EINTR || errno == ECONNREFUSED ? 0 : -1;
-    int dir = s == 0 ? WIRE_LR : WIRE_RL;   /* frames from the left travel left -> right */
     for (int i = 0; i < n; i++) {
         unsigned len = w->msg[i].msg_len;
         if (len < 14 || (w->msg[i].msg_hdr.msg_flags & MSG_TRUNC))
@@ -334,6 +367,25 @@ static int receive(struct wire_engine *w, int s, int64_t now)
     return 0;
 }
 
+/* Takes the Markov steps due, one by one, and queues each change for markov-debug. */
+static void markov_due(struct wire_engine *w, int64_t now)
+{
+    struct wire_markov *m = &w->markov;
+    while (m->numnodes > 1 && m->next_us <= now) {
+        int from = m->current;
+        int to = wire_markov_advance(m, m->next_us);
+        if (to != from && w->mev.head - w->mev.tail < 64) {
+            w->mev.from[w->mev.head % 64] = from;
+            w->mev.to[w->mev.head % 64] = to;
+            w->mev.head++;
+            uint64_t one = 1;
+            if (write(w->mevfd, &one, sizeof one) < 0) { /* already signalled */ }
+        }
+    }
+}
+
+static int64_t earliest(int64_t a, int64_t b) { return a < 0 || (b >= 0 && b < a) ? b : a; }
+
 static void *engine(void *arg)
 {
     struct wire_engine *w = arg;
@@ -341,22 +393,35 @@ static void *engine(void *arg)
     while (!w->stop) {
         struct pollfd pfd[7];
         int n = 0;
-        for (int s = 0; s < 2; s++)
-            pfd[n++] = (struct pollfd){w->side[s].rfd, POLLIN, 0};
+        int64_t wake = -1;          /* when something is due, -1: nothing */
+        pthread_mutex_lock(&w->lock);
+        int64_t now = now_us();
+        for (int s = 0; s < 2; s++) {
+            /* an input busy at the interface speed is not read until it is free */
+            int64_t busy = w->dir[s == 0 ? WIRE_LR : WIRE_RL].speed_free_us;
+            int blocked = busy > now;
+            pfd[n++] = (struct pollfd){blocked ? -1 : w->side[s].rfd, POLLIN, 0};
+            if (blocked)
+                wake = earliest(wake, busy);
+        }
+        if (w->nheap)
+            wake = earliest(wake, w->heap[0]->at_us);
+        if (w->markov.numnodes > 1)
+            wake = earliest(wake, w->markov.next_us);
+        pthread_mutex_unlock(&w->lock);
         for (int s = 0; s < 2; s++)
             pfd[n++] = (struct pollfd){w->side[s].watch, POLLIN, 0};
         pfd[n++] = (struct pollfd){w->wakefd, POLLIN, 0};
         for (int s = 0; s < 2; s++)   /* stream sides with records waiting for the pipe */
             pfd[n++] = (struct pollfd){w->sb[s].out_end > w->sb[s].out_start ? w->side[s].wfd : -1,
                                        POLLOUT, 0};
-        int timeout = -1;
-        pthread_mutex_lock(&w->lock);
-        if (w->nheap) {
-            int64_t left = w->heap[0]->at_us - now_us();
-            timeout = left <= 0 ? 0 : (int)((left + 999) / 1000);
+        struct timespec ts, *timeout = NULL;
+        if (wake >= 0) {
+            int64_t left = wake > now ? wake - now : 0;
+            ts = (struct timespec){left / 1000000, (left % 1000000) * 1000};
+            timeout = &ts;
         }
-        pthread_mutex_unlock(&w->lock);
-        if (poll(pfd, n, timeout) < 0 && errno != EINTR)
+        if (ppoll(pfd, n, timeout, NULL) < 0 && errno != EINTR)
             break;
         if (w->stop)
             break;
@@ -364,8 +429,13 @@ static void *engine(void *arg)
             why = pfd[2].revents ? WIRE_END_LEFT : WIRE_END_RIGHT;
             break;
         }
+        if (pfd[4].revents) {         /* parameters changed: the loop recomputes its timeout */
+            uint64_t x;
+            if (read(w->wakefd, &x, sizeof x) < 0) { /* nothing to drain */ }
+        }
         pthread_mutex_lock(&w->lock);
-        int64_t now = now_us();
+        now = now_us();
+        markov_due(w, now);
         int gone = -1;
         for (int s = 0; s < 2; s++) {
             if (pfd[5 + s].revents)
@@ -401,10 +471,16 @@ struct wire_engine *wire_new(int maxframe, uint64_t seed)
     w->maxframe = maxframe;
     w->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     w->endfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    w->mevfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    w->blinkfd = -1;
     w->rx = malloc((size_t)BATCH * (maxframe + 1));
     wire_init(&w->dir[WIRE_LR], seed);
     wire_init(&w->dir[WIRE_RL], seed ^ 0x5851f42d4c957f2dULL);
-    if (w->wakefd < 0 || w->endfd < 0 || !w->rx) {
+    wire_markov_init(&w->markov, seed ^ 0x2545f4914f6cdd1dULL);
+    for (int i = 0; i < WIRE_MAX_NODES; i++)
+        for (int d = 0; d < 2; d++)
+            wire_params_init(&w->params[i][d]);
+    if (w->wakefd < 0 || w->endfd < 0 || w->mevfd < 0 || !w->rx) {
         wire_free(w);
         return NULL;
     }
@@ -468,6 +544,10 @@ void wire_free(struct wire_engine *w)
         close(w->wakefd);
     if (w->endfd >= 0)
         close(w->endfd);
+    if (w->mevfd >= 0)
+        close(w->mevfd);
+    if (w->blinkfd >= 0)
+        close(w->blinkfd);
     pthread_mutex_destroy(&w->lock);
     free(w);
 }
@@ -480,8 +560,59 @@ struct wire_dir *wire_direction(struct wire_engine *w, int dir)
     return &w->dir[dir == WIRE_RL ? WIRE_RL : WIRE_LR];
 }
 
+struct wire_params *wire_params(struct wire_engine *w, int node, int dir)
+{
+    if (node < 0 || node >= WIRE_MAX_NODES)
+        return NULL;
+    return &w->params[node][dir == WIRE_RL ? WIRE_RL : WIRE_LR];
+}
+
+struct wire_markov *wire_markov(struct wire_engine *w) { return &w->markov; }
+
+void wire_markov_restart(struct wire_engine *w) { wire_markov_start(&w->markov, now_us()); }
+
+int wire_markov_fd(struct wire_engine *w) { return w->mevfd; }
+
+int wire_markov_events(struct wire_engine *w, int32_t *from, int32_t *to, int max)
+{
+    uint64_t x;
+    if (read(w->mevfd, &x, sizeof x) < 0) { /* nothing signalled */ }
+    pthread_mutex_lock(&w->lock);
+    int n = 0;
+    while (n < max && w->mev.tail != w->mev.head) {
+        from[n] = w->mev.from[w->mev.tail % 64];
+        to[n] = w->mev.to[w->mev.tail % 64];
+        w->mev.tail++;
+        n++;
+    }
+    pthread_mutex_unlock(&w->lock);
+    return n;
+}
+
+int wire_set_blink(struct wire_engine *w, int fd, const char *path, const char *id, int mono)
+{
+    size_t len = strlen(id);
+    if (len > 64 || strlen(path) >= sizeof w->blinkto.sun_path)
+        return -EINVAL;
+    w->blinkto.sun_family = AF_UNIX;
+    strcpy(w->blinkto.sun_path, path);
+    memcpy(w->blinkmsg, id, len);
+    w->blinkmsg[len] = ' ';
+    w->blinkidlen = (int)len + 1;
+    w->mono = mono;
+    w->blinkfd = fd;
+    return 0;
+}
+
 void wire_lock(struct wire_engine *w) { pthread_mutex_lock(&w->lock); }
-void wire_unlock(struct wire_engine *w) { pthread_mutex_unlock(&w->lock); }
+
+/* Python changed something: wake the thread so its next timeout counts with it. */
+void wire_unlock(struct wire_engine *w)
+{
+    pthread_mutex_unlock(&w->lock);
+    uint64_t one = 1;
+    if (write(w->wakefd, &one, sizeof one) < 0) { /* already awake */ }
+}
 
 void wire_get_stats(struct wire_engine *w, int dir, struct wire_stats *out)
 {

@@ -39,11 +39,25 @@ void wire_free(struct wire_engine *w);
 int wire_ended(struct wire_engine *w);      /* WIRE_RUNNING or why it ended */
 int wire_event_fd(struct wire_engine *w);   /* readable once the thread has ended */
 
-/* Parameters and counters of one direction; read or change them between wire_lock and
- * wire_unlock (the thread holds the lock while it decides and delivers). */
-struct wire_dir *wire_direction(struct wire_engine *w, int dir);
+/* Parameters, state and counters; read or change them between wire_lock and wire_unlock
+ * (the thread holds the lock while it decides and delivers; wire_unlock wakes it so a
+ * change of timing applies at once). */
+struct wire_dir *wire_direction(struct wire_engine *w, int dir);           /* state, counters */
+struct wire_params *wire_params(struct wire_engine *w, int node, int dir); /* NULL: no node */
+struct wire_markov *wire_markov(struct wire_engine *w);
+void wire_markov_restart(struct wire_engine *w);    /* markov_start at the engine's now */
 void wire_lock(struct wire_engine *w);
 void wire_unlock(struct wire_engine *w);
 void wire_get_stats(struct wire_engine *w, int dir, struct wire_stats *out);
+
+/* Markov node changes for markov-debug: the fd is readable when some wait; each call
+ * takes up to max of them (from[i] -> to[i]). Takes the lock itself. */
+int wire_markov_fd(struct wire_engine *w);
+int wire_markov_events(struct wire_engine *w, int32_t *from, int32_t *to, int max);
+
+/* --blink: every copy sent is announced to the datagram socket at path, through fd
+ * (owned by the engine from now on), as "<id> <LR|RL|--> <len>"; mono: "--" (a one-way
+ * wire). Call before wire_start. */
+int wire_set_blink(struct wire_engine *w, int fd, const char *path, const char *id, int mono);
 
 #endif

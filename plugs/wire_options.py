@@ -10,7 +10,16 @@ import argparse
 import re
 from dataclasses import dataclass, field
 
-from .wirevalue import LR, RL, WireValue, WireValueError, parse
+from .wirevalue import (
+    LR,
+    NETEM_SETTINGS,
+    RL,
+    NetemValue,
+    WireValue,
+    WireValueError,
+    parse,
+    parse_netem,
+)
 
 # option name -> (short, long names, what it is)
 IMPAIRMENTS = {
@@ -36,6 +45,7 @@ class WireOptions:
     right: str = ""
     dpipe: bool = False             # no VNLs: a dpipe chain on stdin/stdout (+ ALTERNATE_*)
     values: dict[str, dict[str, WireValue]] = field(default_factory=dict)  # name -> dir -> value
+    netem: dict[str, dict[str, NetemValue]] = field(default_factory=dict)  # the same, netem's
     fifo: bool = True
     rcfile: str | None = None
     mgmt: str | None = None
@@ -59,6 +69,10 @@ def _parser() -> _Parser:
     p = _Parser(prog="pyvde-wirefilter", add_help=False, allow_abbrev=False)
     for name, (short, longs, help_) in IMPAIRMENTS.items():
         p.add_argument(short, *longs, dest=name, action="append", default=[], help=help_)
+    for name in NETEM_SETTINGS:
+        if name != "discard-corrupt":
+            p.add_argument(f"--{name}", dest=name, action="append", default=[])
+    p.add_argument("--discard-corrupt", dest="discard_corrupt", action="store_true")
     p.add_argument("-N", "--nofifo", action="store_true")
     p.add_argument("-f", "--rcfile")
     p.add_argument("-M", "--mgmt")
@@ -78,7 +92,8 @@ def _glue_values(argv: list[str]) -> list[str]:
     """`-v -:/tmp/s2`: a value may start with '-' (getopt takes it; argparse would not)."""
     out, i = [], 0
     takes = {"-v", "--vde-plug"} | {s for s, _, _ in IMPAIRMENTS.values()} | {
-        n for _, longs, _ in IMPAIRMENTS.values() for n in longs}
+        n for _, longs, _ in IMPAIRMENTS.values() for n in longs} | {
+        f"--{n}" for n in NETEM_SETTINGS if n != "discard-corrupt"}
     while i < len(argv):
         if argv[i] in takes and i + 1 < len(argv):
             opt = argv[i] if argv[i].startswith("--") else {"-v": "--vde-plug"}.get(
@@ -107,8 +122,22 @@ def parse_args(argv: list[str]) -> WireOptions:
                 raise WireUsageError(f"option --mtu: '{text}' must be a whole number of bytes")
             if name in ("loss", "dup") and v.value > 100:
                 raise WireUsageError(f"option {longs[0]}: {v.value:g} is more than 100 percent")
+            if v.node:
+                raise WireUsageError(f"option {longs[0]}: '{text}': Markov nodes other than 0"
+                                     " exist only after markov-numnodes (rc file, console)")
             for d in v.directions:
                 o.values.setdefault(name, {})[d] = v
+    for name in NETEM_SETTINGS:
+        texts = ["1"] if name == "discard-corrupt" and ns.discard_corrupt else (
+            [] if name == "discard-corrupt" else getattr(ns, name))
+        for text in texts:
+            try:
+                nv = parse_netem(name, text, max_nodes=1)
+            except WireValueError as e:
+                raise WireUsageError(f"option --{name}: {e}".replace(
+                    f"--{name}: {name}: ", f"--{name}: ")) from None
+            for d in nv.directions:
+                o.netem.setdefault(name, {})[d] = nv
     if ns.mgmtmode is not None:
         if not re.fullmatch(r"[0-7]{1,4}", ns.mgmtmode):
             raise WireUsageError(f"option --mgmtmode: '{ns.mgmtmode}' is not an octal mode")
