@@ -4,10 +4,10 @@
     pyvde-wirefilter [OPTIONS] LEFT RIGHT
 
 Frames move and are decided in C (cffi_build/wire.c, wire_core.c); this module opens
-the two sides, sets the parameters and serves wirefilter's console (`VDEwf$ `) on -M.
-A side is a datagram VNL (vde://, udp://, ptp://) or, as `-`, the record stream on
-stdin/stdout; with no sides at all it sits in a dpipe chain. --speed, --blink and the
-Markov model are not implemented yet.
+the two sides, sets the parameters (wirefilter's and netem's, per Markov node and
+direction) and serves wirefilter's console (`VDEwf$ `). A side is a datagram VNL
+(vde://, udp://, ptp://) or, as `-`, the record stream on stdin/stdout; with no sides at
+all it sits in a dpipe chain.
 """
 from __future__ import annotations
 
@@ -58,16 +58,26 @@ log = logging.getLogger(PROG)
 
 USAGE = f"""\
 Usage: {PROG} [OPTIONS] -v LEFT:RIGHT   (or: {PROG} [OPTIONS] LEFT RIGHT)
-A bad wire between two VDE networks (pyvde {VERSION}). Values: [LR|RL]value[+var][K|M|G][U|N]
+A bad wire between two VDE networks (pyvde {VERSION}).
+wirefilter's values: [LR|RL]value[+var][K|M|G][U|N]
 
   -l, --loss PERCENT        -L, --lostburst FRAMES (Gilbert model)
   -d, --delay MS            -D, --dup PERCENT
-  -b, --band BYTES/S        -c, --chanbufsize, --capacity BYTES
+  -b, --band BYTES/S        -s, --speed BYTES/S (interface speed)
+  -c, --chanbufsize, --capacity BYTES
   -n, --noise BITS/MB       -m, --mtu BYTES           -N, --nofifo
+netem's models: [LR|RL]args (commas or spaces)
+  --gemodel P[,R[,1-H[,1-K]]]      --loss-state P13[,P31[,P32[,P23[,P14]]]]
+  --loss-corr PCT  --delay-corr PCT  --dup-corr PCT
+  --delay-distribution uniform|normal|pareto|paretonormal
+  --reorder PCT[,CORR]  --reorder-gap N  --corrupt PCT[,CORR]  --discard-corrupt
+  --rate RATE[,OVERHEAD[,CELLSIZE[,CELLOVERHEAD]]] (100mbit, 12kbps...)
+  --slot MIN[,MAX][,packets N][,bytes N] (ms)
   -M, --mgmt PATH           --mgmtmode OCTAL          -f, --rcfile FILE
   --seed N                  --daemon                  --pidfile FILE
+  --blink SOCKET            --blinkid ID
   A side may be '-' (stdin/stdout); with no sides: a dpipe chain (ALTERNATE_STDIN/OUT)
-  (not yet: --speed, --blink, the Markov model)
+  Markov model: markov-numnodes, setedge... from the console or the rc file
 """
 
 
