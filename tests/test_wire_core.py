@@ -267,7 +267,7 @@ def test_paretonormal_delay_mean_sd_and_shape():
 
 def lag1(xs):
     m = statistics.mean(xs)
-    num = sum((a - m) * (b - m) for a, b in zip(xs, xs[1:]))
+    num = sum((a - m) * (b - m) for a, b in itertools.pairwise(xs))
     return num / sum((a - m) ** 2 for a in xs)
 
 
@@ -300,7 +300,7 @@ def test_reorder_fraction_and_gap(pct, gap):
         assert min(runs) >= gap
     # the frames sent at once overtake the ones still delayed
     times = [ats[0] for _, ats, _ in out]
-    assert sum(b < a for a, b in zip(times, times[1:])) > 0
+    assert sum(b < a for a, b in itertools.pairwise(times)) > 0
 
 
 def test_duplicate_fraction_with_correlation_clusters():
@@ -309,7 +309,7 @@ def test_duplicate_fraction_with_correlation_clusters():
     dup = [len(ats) > 1 for _, ats, _ in out]
     extra = sum(len(ats) - 1 for _, ats, _ in out)
     assert extra / n == pytest.approx(0.1 / 0.9, rel=0.1)
-    after_dup = [b for a, b in zip(dup, dup[1:]) if a]
+    after_dup = [b for a, b in itertools.pairwise(dup) if a]
     assert sum(after_dup) / len(after_dup) > 0.3      # independent: 0.1
 
 
