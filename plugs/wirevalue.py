@@ -101,7 +101,23 @@ class NetemValue:
 
     def text(self) -> str:
         """As showinfo prints it: the values with netem's defaults filled in."""
-        return ",".join(v if isinstance(v, str) else _num(v) for v in self.values)
+        v = self.values
+        if self.name == "rate":
+            return ",".join([_bits(v[0]), *(_num(x) for x in v[1:])])
+        if self.name == "slot":
+            return ",".join([_num(v[0]), _num(v[1])]
+                            + [f"{k} {_num(x)}" for k, x in zip(("packets", "bytes"), v[2:])
+                               if x])
+        return ",".join(x if isinstance(x, str) else _num(x) for x in v)
+
+
+def _bits(rate: float) -> str:
+    """bytes/s as tc writes a rate: 10mbit, 64kbit, 1gbit."""
+    bits = rate * 8
+    for unit, size in (("gbit", 1e9), ("mbit", 1e6), ("kbit", 1e3)):
+        if bits >= size and round(bits / size, 6) == round(bits / size):
+            return f"{round(bits / size)}{unit}"
+    return f"{_num(round(bits, 3))}bit"
 
 
 def _percent(name: str, word: str) -> float:
