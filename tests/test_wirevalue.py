@@ -3,7 +3,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from plugs.wirevalue import LR, RL, NetemValue, WireValue, WireValueError, parse, parse_netem
+from plugs.wirevalue import (
+    LR,
+    RL,
+    NetemValue,
+    WireValue,
+    WireValueError,
+    parse,
+    parse_netem,
+)
 
 
 @pytest.mark.parametrize("text,expected", [
