@@ -90,11 +90,15 @@ class CommandTable:
         return register
 
     def find(self, line: str) -> tuple[Command, str] | None:
-        """The first registered command whose path is a prefix of line (vde_switch's rule)."""
+        """The command whose path is the longest prefix of line. vde_switch and wirefilter
+        take the first registered one, which is the same wherever no path is a prefix of
+        another registered later; pyvde-wirefilter's `loss-state` needs `loss` not to win."""
+        best = None
         for cmd in self.commands:
-            if cmd.handler is not None and line.startswith(cmd.path):
-                return cmd, line[len(cmd.path):].lstrip(" \t")
-        return None
+            if cmd.handler is not None and line.startswith(cmd.path) and (
+                    best is None or len(cmd.path) > len(best.path)):
+                best = cmd
+        return None if best is None else (best, line[len(best.path):].lstrip(" \t"))
 
     def help_lines(self, prefix: str) -> list[str]:
         lines = [f"{'COMMAND PATH':<18} {'SYNTAX':<15} HELP",

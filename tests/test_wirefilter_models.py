@@ -235,3 +235,23 @@ def test_markov_debug_announces_node_changes(two, wf):
     c.sock.settimeout(0.2)
     with pytest.raises(TimeoutError):
         c.sock.recv(100)                    # only the session that asked gets them
+
+
+def test_every_netem_setting_works_live(two, wf):
+    """Names that start with another command's name (loss-state, delay-corr...) reach
+    their own command."""
+    s1, s2, _a, _b = two
+    w = wf(s1.dir, s2.dir)
+    c = Console(w.mgmt, prompt=WF)
+    settings = {"gemodel": "LR1,10", "loss-state": "LR2", "loss-corr": "LR25",
+                "delay-distribution": "LRpareto", "delay-corr": "LR50", "dup-corr": "LR10",
+                "reorder": "LR5", "reorder-gap": "LR3", "corrupt": "LR1", "discard-corrupt": "LR1",
+                "rate": "LR10mbit", "slot": "LR1,2"}
+    for name, value in settings.items():
+        assert c.raw(f"{name} {value}") == b"1000 Success\n\nVDEwf$ ", name
+    info = c.ok("showinfo")
+    shown = {ln.split(" L->R ")[0]: ln for ln in info if " L->R " in ln}
+    assert shown["loss-state"] == "loss-state L->R 2,98,0,100,0   R->L -"
+    assert shown["reorder-gap"] == "reorder-gap L->R 3   R->L -"
+    assert shown["rate"] == "rate L->R 10mbit,0,0,0   R->L -"
+    assert c.raw("loss-state LR50,60,50").startswith(b"1022 ")
