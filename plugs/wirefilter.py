@@ -562,8 +562,6 @@ def main(argv: list[str] | None = None) -> int:
                 for v in set(per_dir.values()):
                     w.set(name, v)
         w.set_fifo(opts.fifo)
-        if opts.blink:
-            open_blink(w, opts.blink, opts.blinkid or f"{os.getpid():06d}")
         table = build_commands(w)
         if opts.rcfile:
             for line, reply in console.run_script(table, opts.rcfile):
@@ -585,6 +583,8 @@ def main(argv: list[str] | None = None) -> int:
         if opts.pidfile:
             pidfile = PidFile(opts.pidfile)
             pidfile.write()
+        if opts.blink:           # the default id is the pid: the daemon's, as in the pidfile
+            open_blink(w, opts.blink, opts.blinkid or f"{os.getpid():06d}")
         r = lib.wire_start(w.engine, c_sides[0], c_sides[1])
         if r < 0:
             raise OSError(-r, os.strerror(-r))
