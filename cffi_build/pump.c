@@ -33,6 +33,7 @@
  */
 #define _GNU_SOURCE
 #include "pump.h"
+#include "clock.h"
 #include "stream.h"
 
 #include <errno.h>
@@ -42,7 +43,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
-#include <time.h>
 #include <unistd.h>
 
 #define BATCH 64
@@ -68,13 +68,6 @@ struct dir {
     struct mmsghdr msg[BATCH];
     struct iovec iov[BATCH];
 };
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int transient(int e)
 {
@@ -451,7 +444,7 @@ int pump_run(struct pump *p, struct pump_end *a, struct pump_end *b, int stop_fd
             if (!dirs[k].eof || pending(&dirs[k]) || buffered_record(&dirs[k], maxframe))
                 continue;
             struct dir *o = &dirs[1 - k];
-            int64_t t = now_ms();
+            int64_t t = monotonic_ms();
             if (drain_end < 0)
                 drain_end = t + DRAIN_MAX_MS;
             if (drain_until < 0 || o->written != drained) {   /* progress: more time */
@@ -509,7 +502,7 @@ int pump_run(struct pump *p, struct pump_end *a, struct pump_end *b, int stop_fd
         }
         int timeout = -1;
         if (drain_until >= 0) {
-            int64_t left = drain_until - now_ms();
+            int64_t left = drain_until - monotonic_ms();
             timeout = left > 0 ? (int)left : 0;
         }
         int r = poll(pfd, n, timeout);

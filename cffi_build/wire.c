@@ -15,6 +15,7 @@
  */
 #define _GNU_SOURCE
 #include "wire.h"
+#include "clock.h"
 #include "stream.h"
 
 #include <errno.h>
@@ -25,7 +26,6 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #define BATCH 64
@@ -65,13 +65,6 @@ struct wire_engine {
     struct mmsghdr msg[BATCH];
     struct iovec iov[BATCH];
 };
-
-static int64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 /* ---------------------------------------------------------------- the heap */
 
@@ -311,7 +304,7 @@ static void *engine(void *arg)
         int timeout = -1;
         pthread_mutex_lock(&w->lock);
         if (w->nheap) {
-            int64_t left = w->heap[0]->at_us - now_us();
+            int64_t left = w->heap[0]->at_us - monotonic_us();
             timeout = left <= 0 ? 0 : (int)((left + 999) / 1000);
         }
         pthread_mutex_unlock(&w->lock);
@@ -324,7 +317,7 @@ static void *engine(void *arg)
             break;
         }
         pthread_mutex_lock(&w->lock);
-        int64_t now = now_us();
+        int64_t now = monotonic_us();
         int gone = -1;
         for (int s = 0; s < 2; s++) {
             if (pfd[5 + s].revents)
@@ -334,7 +327,7 @@ static void *engine(void *arg)
             if (w->side[s].stream && w->sb[s].gone)
                 gone = s;
         }
-        deliver_due(w, now_us());
+        deliver_due(w, monotonic_us());
         pthread_mutex_unlock(&w->lock);
         if (gone >= 0) {
             why = gone == 0 ? WIRE_END_LEFT : WIRE_END_RIGHT;
