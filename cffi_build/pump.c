@@ -309,6 +309,16 @@ static int write_out(struct dir *d)
     }
 }
 
+/* write_out() for direction k (0: a -> b, 1: b -> a), as pump_run() sees it: 0, the
+ * PUMP_END_* of the end it writes to if that end has gone, or -errno. */
+static int write_dir(struct dir *d, int k)
+{
+    int w = write_out(d);
+    if (w == 1)
+        return k == 0 ? PUMP_END_B : PUMP_END_A;
+    return w < 0 ? w : 0;
+}
+
 static int read_in(struct dir *d, int maxframe, struct pump_stats *ps, int src_is_b)
 {
     switch (d->src->kind) {
@@ -427,11 +437,7 @@ int pump_run(struct pump *p, struct pump_end *a, struct pump_end *b, int stop_fd
             struct dir *d = &dirs[k];
             while (rc == 0 && !pending(d) && buffered_record(d, maxframe)) {
                 parse_stream(d, maxframe, stats, k);
-                int w = write_out(d);
-                if (w == 1)
-                    rc = k == 0 ? PUMP_END_B : PUMP_END_A;
-                else if (w < 0)
-                    rc = w;
+                rc = write_dir(d, k);
             }
             if (rc == 0 && d->bad && !pending(d))
                 rc = PUMP_BAD_STREAM;
@@ -465,13 +471,8 @@ int pump_run(struct pump *p, struct pump_end *a, struct pump_end *b, int stop_fd
                     o->eof = 1;
                 else if (got < 0)
                     rc = got;
-                else if (o->n && pending(o)) {
-                    int wr = write_out(o);
-                    if (wr == 1)
-                        rc = k == 0 ? PUMP_END_A : PUMP_END_B;   /* that end is gone too */
-                    else if (wr < 0)
-                        rc = wr;
-                }
+                else if (o->n && pending(o))
+                    rc = write_dir(o, 1 - k);   /* that end is gone too */
             }
         }
         if (rc)
@@ -538,11 +539,7 @@ int pump_run(struct pump *p, struct pump_end *a, struct pump_end *b, int stop_fd
                 else if (got < 0 && rc == 0)
                     rc = got;
             } else {
-                int w = write_out(d);
-                if (w == 1)
-                    rc = k == 0 ? PUMP_END_B : PUMP_END_A;
-                else if (w < 0)
-                    rc = w;
+                rc = write_dir(d, k);
             }
         }
     }
