@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Self
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import wait_for, wait_until
 from switch_bench import (
     LOADGEN,
     Switch,
@@ -79,14 +80,6 @@ def run(*cmd: str, check: bool = True, timeout: float = 20) -> subprocess.Comple
 
 def ns_run(ns: str, *cmd: str, **kw) -> subprocess.CompletedProcess:
     return run("ip", "netns", "exec", ns, *cmd, **kw)
-
-
-def wait_for(what: str, ready, timeout: float = 5) -> None:
-    deadline = time.monotonic() + timeout
-    while not ready():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def tap_attached(pid: int, ifname: str) -> bool:
@@ -120,15 +113,11 @@ def stop_process(proc: subprocess.Popen | None = None, pid: int | None = None) -
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         return
-    deadline = time.monotonic() + 5
-    while Path(f"/proc/{pid}").exists():
-        if time.monotonic() > deadline:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            break
-        time.sleep(0.02)
+    if not wait_until(lambda: not Path(f"/proc/{pid}").exists()):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 class _Signals:

@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchlib import wait_for, wait_until
+
 HERE = Path(__file__).resolve().parent
 LOADGEN_SRC = HERE / "vde_loadgen.c"
 LOADGEN = HERE / "build" / "vde_loadgen"
@@ -71,19 +73,12 @@ class Switch:
             pidfile = self.dir.with_suffix(".pid")
             subprocess.run(["vde_switch", "-d", "-s", str(self.dir), "-p", str(pidfile),
                             "-M", str(self.mgmt)], check=True)
-            deadline = time.monotonic() + 5
-            while not pidfile.exists() or not pidfile.read_text().strip():
-                if time.monotonic() > deadline:
-                    raise RuntimeError("vde_switch wrote no pid file")
-                time.sleep(0.02)
+            wait_for("vde_switch's pid file",
+                     lambda: pidfile.exists() and pidfile.read_text().strip())
             self.pid = int(pidfile.read_text())
         else:                                    # direct ptp:// link, no switch
             return
-        deadline = time.monotonic() + 5
-        while not (self.dir / "ctl").exists():
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{self.kind} did not start")
-            time.sleep(0.02)
+        wait_for(f"{self.kind} to start", lambda: (self.dir / "ctl").exists())
         if self.setup:
             console(self.mgmt, self.setup)
 
@@ -100,9 +95,7 @@ class Switch:
             if self.proc:
                 self.proc.wait(10)
             else:
-                deadline = time.monotonic() + 5
-                while Path(f"/proc/{self.pid}").exists() and time.monotonic() < deadline:
-                    time.sleep(0.02)
+                wait_until(lambda: not Path(f"/proc/{self.pid}").exists())
         for p in (self.dir, Path(str(self.dir) + "+"), self.mgmt):
             if p.is_dir():
                 shutil.rmtree(p, ignore_errors=True)
@@ -116,11 +109,8 @@ def console(path: Path, commands: tuple[str, ...]) -> list[str]:
     each waiting for its status line; any 1xxx error other than 1000 is fatal. Returns
     the replies' text."""
     import socket
-    deadline = time.monotonic() + 5
-    while not path.exists():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"no console at {path}")
-        time.sleep(0.02)
+    deadline = time.monotonic() + 5       # for the file and the connection together
+    wait_for(f"a console at {path}", path.exists)
     with socket.socket(socket.AF_UNIX) as s:
         s.settimeout(5)
         while True:        # the file exists from bind(); connect works from listen()

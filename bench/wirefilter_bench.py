@@ -28,6 +28,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
+from benchlib import wait_for  # noqa: E402
 from switch_bench import LOADGEN, PYVDE_SWITCH, build_loadgen, parse_rate  # noqa: E402
 
 from plugs.vdeclient import connect  # noqa: E402
@@ -51,7 +52,7 @@ class Rig:
             self.procs.append(subprocess.Popen([PYVDE_SWITCH, "-s", str(d), "--nostdin"],
                                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         for d in self.dirs:
-            _wait(lambda d=d: (d / "ctl").exists())
+            wait_for(f"the switch at {d}", lambda d=d: (d / "ctl").exists())
         prog = PYVDE_WIREFILTER if self.kind == "pyvde" else "wirefilter"
         # Debian's wirefilter reads console commands from stdin: keep a pipe open
         self.procs.append(subprocess.Popen([prog, "-v", f"{self.dirs[0]}:{self.dirs[1]}",
@@ -71,14 +72,6 @@ class Rig:
                     p.wait()
         for d in self.dirs:
             shutil.rmtree(d.parent, ignore_errors=True)
-
-
-def _wait(cond, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise RuntimeError("timed out")
-        time.sleep(0.02)
 
 
 def throughput(work, kind, args, size, duration) -> float:

@@ -17,7 +17,7 @@ ffibuilder.cdef(cdef_from_header((HERE / "pump.h").read_text()))
 ffibuilder.set_source(
     "plugs._pump",
     '#include "pump.h"',
-    sources=["cffi_build/pump.c"],
+    sources=["cffi_build/pump.c", "cffi_build/stream.c"],
     include_dirs=["cffi_build"],
     extra_compile_args=["-O2", "-std=gnu11", "-Wall"],
 )

@@ -15,7 +15,7 @@ ffibuilder.cdef("\n".join(cdef_from_header((HERE / h).read_text())
 ffibuilder.set_source(
     "plugs._wire",
     '#include "wire_core.h"\n#include "wire.h"',
-    sources=["cffi_build/wire_core.c", "cffi_build/wire.c"],
+    sources=["cffi_build/wire_core.c", "cffi_build/wire.c", "cffi_build/stream.c"],
     include_dirs=["cffi_build"],
     extra_compile_args=["-O2", "-std=gnu11", "-Wall"],
     libraries=["m", "pthread"],

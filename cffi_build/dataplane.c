@@ -36,6 +36,7 @@
  */
 #define _GNU_SOURCE
 #include "dataplane.h"
+#include "clock.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -149,16 +150,9 @@ struct dp {
 
 /* ------------------------------------------------------------------ helpers */
 
-static int64_t real_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int64_t now_ms(struct dp *dp)
 {
-    return dp->manual_clock ? dp->manual_now : real_now_ms();
+    return dp->manual_clock ? dp->manual_now : monotonic_ms();
 }
 
 static int valid_port(struct dp *dp, int port) { return port >= 0 && port < dp->nslots; }

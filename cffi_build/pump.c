@@ -23,15 +23,18 @@
  * buffer. Frames are copied once, from the kernel into a slot, except stream records,
  * which are copied again out of the input buffer, and into the output buffer.
  *
- * Stream parsing keeps a proper byte buffer: records split or joined across reads come
- * out whole; zero-length records are skipped; a length above maxframe is an impossible
- * record: the pump returns PUMP_BAD_STREAM with the length instead of resynchronising on
- * garbage (which is what the vde2 and vdeplug4 parsers silently do).
+ * Stream parsing (stream.c, shared with wirefilter's engine) keeps a proper byte buffer:
+ * records split or joined across reads come out whole; zero-length records are skipped;
+ * a length above maxframe is an impossible record: the pump returns PUMP_BAD_STREAM with
+ * the length instead of resynchronising on garbage (which is what the vde2 and vdeplug4
+ * parsers silently do).
  *
  * Every fd is switched to non-blocking for the call and its flags restored afterwards.
  */
 #define _GNU_SOURCE
 #include "pump.h"
+#include "clock.h"
+#include "stream.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -40,7 +43,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
-#include <time.h>
 #include <unistd.h>
 
 #define BATCH 64
@@ -60,21 +62,12 @@ struct dir {
     uint8_t *slots;
     unsigned len[BATCH];        /* 0: nothing to send in this slot */
     unsigned n, next;           /* frames in the batch, next one to write */
-    uint8_t *in;                /* stream source: bytes read, not yet parsed */
-    size_t in_start, in_end;
-    uint8_t *out;               /* stream destination: records not yet written */
-    size_t out_start, out_end;
+    struct stream_buf in;       /* stream source: bytes read, not yet parsed */
+    struct stream_buf out;      /* stream destination: records not yet written */
     uint64_t written;           /* successful writes: progress, while draining */
     struct mmsghdr msg[BATCH];
     struct iovec iov[BATCH];
 };
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int transient(int e)
 {
@@ -83,17 +76,13 @@ static int transient(int e)
 
 static int pending(const struct dir *d)
 {
-    return d->next < d->n || d->out_end > d->out_start;
+    return d->next < d->n || stream_pending(&d->out);
 }
 
 /* A stream source has a whole record (or an impossible header) waiting in its buffer. */
 static int buffered_record(const struct dir *d, int maxframe)
 {
-    if (d->src->kind != PUMP_STREAM || d->bad || d->in_end - d->in_start < 2)
-        return 0;
-    const uint8_t *h = d->in + d->in_start;
-    unsigned len = ((unsigned)h[0] << 8) | h[1];
-    return len > (unsigned)maxframe || d->in_end - d->in_start >= 2 + (size_t)len;
+    return d->src->kind == PUMP_STREAM && !d->bad && stream_has_record(&d->in, maxframe);
 }
 
 /* ---------------------------------------------------------------- reading */
@@ -165,23 +154,19 @@ static int read_tap(struct dir *d, int maxframe)
 static void parse_stream(struct dir *d, int maxframe, struct pump_stats *ps, int src_is_b)
 {
     unsigned i = 0;
-    while (i < BATCH && d->in_end - d->in_start >= 2) {
-        const uint8_t *h = d->in + d->in_start;
-        unsigned len = ((unsigned)h[0] << 8) | h[1];
-        if (len > (unsigned)maxframe) {
+    while (i < BATCH) {
+        const uint8_t *frame;
+        unsigned len;
+        int r = stream_next(&d->in, maxframe, &frame, &len);
+        if (r == STREAM_BAD) {
             ps->bad_len = len;
             ps->bad_end = src_is_b;
             d->bad = 1;
-            break;
         }
-        if (d->in_end - d->in_start < 2 + (size_t)len)
-            break;   /* the rest of this record comes with a later read */
-        d->in_start += 2;
-        if (len == 0)
-            continue;   /* zero-length records are keep-alives: skipped */
-        memcpy(d->slots + (size_t)i * d->slot, d->in + d->in_start, len);
+        if (r != STREAM_RECORD)
+            break;
+        memcpy(d->slots + (size_t)i * d->slot, frame, len);
         accept_len(d, i, len, 0, maxframe);
-        d->in_start += len;
         i++;
     }
     d->n = i;
@@ -192,18 +177,9 @@ static void parse_stream(struct dir *d, int maxframe, struct pump_stats *ps, int
 static int read_stream(struct dir *d, int maxframe, struct pump_stats *ps, int src_is_b)
 {
     if (!buffered_record(d, maxframe)) {
-        if (d->in_start > 0 &&
-            (d->in_end == d->in_start || d->in_end + maxframe + 2 > STREAM_IN)) {
-            memmove(d->in, d->in + d->in_start, d->in_end - d->in_start);
-            d->in_end -= d->in_start;
-            d->in_start = 0;
-        }
-        ssize_t r = read(d->src->rfd, d->in + d->in_end, STREAM_IN - d->in_end);
-        if (r < 0)
-            return transient(errno) ? 0 : (errno == ECONNRESET || errno == EPIPE ? 1 : -errno);
-        if (r == 0)
-            return 1;
-        d->in_end += (size_t)r;
+        int r = stream_fill(&d->in, d->src->rfd, maxframe);
+        if (r)
+            return r;   /* STREAM_EOF is 1: end of file */
     }
     parse_stream(d, maxframe, ps, src_is_b);
     return 0;
@@ -278,49 +254,41 @@ static int write_tap(struct dir *d)
     return 0;
 }
 
+/* Moves frames of the batch into the output buffer while they fit. */
+static void queue_records(struct dir *d)
+{
+    for (; d->next < d->n; d->next++) {
+        unsigned len = d->len[d->next];
+        if (!len)
+            continue;
+        int r = stream_put(&d->out, d->slots + (size_t)d->next * d->slot, len);
+        if (r == -ENOBUFS)
+            break;   /* no room until the buffer is written */
+        if (r == -EMSGSIZE) {
+            d->st->oversize++;
+        } else {
+            d->st->frames++;
+            d->st->bytes += len;
+        }
+    }
+}
+
 static int write_stream(struct dir *d)
 {
     for (;;) {
-        /* move frames into the output buffer while they fit */
-        while (d->next < d->n) {
-            unsigned len = d->len[d->next];
-            if (len > 0xffff) {   /* no 16-bit record length can say it */
-                d->st->oversize++;
-                d->next++;
-                continue;
-            }
-            if (d->out_end + 2 + len > STREAM_OUT) {
-                if (d->out_start == 0)
-                    break;
-                memmove(d->out, d->out + d->out_start, d->out_end - d->out_start);
-                d->out_end -= d->out_start;
-                d->out_start = 0;
-                continue;
-            }
-            if (len) {
-                d->out[d->out_end] = (uint8_t)(len >> 8);
-                d->out[d->out_end + 1] = (uint8_t)len;
-                memcpy(d->out + d->out_end + 2, d->slots + (size_t)d->next * d->slot, len);
-                d->out_end += 2 + len;
-                d->st->frames++;
-                d->st->bytes += len;
-            }
-            d->next++;
-        }
-        if (d->out_end == d->out_start)
+        queue_records(d);
+        if (!stream_pending(&d->out))
             return 0;
-        ssize_t r = write(d->dst->wfd, d->out + d->out_start, d->out_end - d->out_start);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0 && transient(errno))
-            return 0;
+        ssize_t r = stream_flush(&d->out, d->dst->wfd);
         if (r < 0)
-            return (errno == EPIPE || errno == ECONNRESET) ? 1 : -errno;
-        d->out_start += (size_t)r;
-        d->written++;
-        if (d->out_start == d->out_end)
-            d->out_start = d->out_end = 0;
-        if (d->next == d->n && d->out_end == d->out_start)
+            return (r == -EPIPE || r == -ECONNRESET) ? 1 : (int)r;
+        if (r > 0)
+            d->written++;
+        if (stream_pending(&d->out)) {   /* the destination is full: wait for POLLOUT */
+            queue_records(d);
+            return 0;
+        }
+        if (d->next == d->n)
             return 0;
     }
 }
@@ -339,6 +307,16 @@ static int write_out(struct dir *d)
             }
         return 0;
     }
+}
+
+/* write_out() for direction k (0: a -> b, 1: b -> a), as pump_run() sees it: 0, the
+ * PUMP_END_* of the end it writes to if that end has gone, or -errno. */
+static int write_dir(struct dir *d, int k)
+{
+    int w = write_out(d);
+    if (w == 1)
+        return k == 0 ? PUMP_END_B : PUMP_END_A;
+    return w < 0 ? w : 0;
 }
 
 static int read_in(struct dir *d, int maxframe, struct pump_stats *ps, int src_is_b)
@@ -398,22 +376,22 @@ static int dir_bind(struct dir *d, struct pump_end *src, struct pump_end *dst,
     d->slot = (unsigned)maxframe + 1;
     if (!d->slots)
         d->slots = malloc((size_t)BATCH * d->slot);
-    if (src->kind == PUMP_STREAM && !d->in)
-        d->in = malloc(STREAM_IN);
-    if (dst->kind == PUMP_STREAM && !d->out)
-        d->out = malloc(STREAM_OUT);
-    if (!d->slots || (src->kind == PUMP_STREAM && !d->in) || (dst->kind == PUMP_STREAM && !d->out))
+    if (!d->slots)
+        return -ENOMEM;
+    if (src->kind == PUMP_STREAM && stream_alloc(&d->in, STREAM_IN) < 0)
+        return -ENOMEM;
+    if (dst->kind == PUMP_STREAM && stream_alloc(&d->out, STREAM_OUT) < 0)
         return -ENOMEM;
     if (dst->kind != PUMP_STREAM)
-        d->out_start = d->out_end = 0;   /* nothing half-written can go to another kind */
+        d->out.start = d->out.end = 0;   /* nothing half-written can go to another kind */
     return 0;
 }
 
 static void dir_free(struct dir *d)
 {
     free(d->slots);
-    free(d->in);
-    free(d->out);
+    stream_free(&d->in);
+    stream_free(&d->out);
 }
 
 struct pump *pump_new(int maxframe)
@@ -459,11 +437,7 @@ int pump_run(struct pump *p, struct pump_end *a, struct pump_end *b, int stop_fd
             struct dir *d = &dirs[k];
             while (rc == 0 && !pending(d) && buffered_record(d, maxframe)) {
                 parse_stream(d, maxframe, stats, k);
-                int w = write_out(d);
-                if (w == 1)
-                    rc = k == 0 ? PUMP_END_B : PUMP_END_A;
-                else if (w < 0)
-                    rc = w;
+                rc = write_dir(d, k);
             }
             if (rc == 0 && d->bad && !pending(d))
                 rc = PUMP_BAD_STREAM;
@@ -476,7 +450,7 @@ int pump_run(struct pump *p, struct pump_end *a, struct pump_end *b, int stop_fd
             if (!dirs[k].eof || pending(&dirs[k]) || buffered_record(&dirs[k], maxframe))
                 continue;
             struct dir *o = &dirs[1 - k];
-            int64_t t = now_ms();
+            int64_t t = monotonic_ms();
             if (drain_end < 0)
                 drain_end = t + DRAIN_MAX_MS;
             if (drain_until < 0 || o->written != drained) {   /* progress: more time */
@@ -497,13 +471,8 @@ int pump_run(struct pump *p, struct pump_end *a, struct pump_end *b, int stop_fd
                     o->eof = 1;
                 else if (got < 0)
                     rc = got;
-                else if (o->n && pending(o)) {
-                    int wr = write_out(o);
-                    if (wr == 1)
-                        rc = k == 0 ? PUMP_END_A : PUMP_END_B;   /* that end is gone too */
-                    else if (wr < 0)
-                        rc = wr;
-                }
+                else if (o->n && pending(o))
+                    rc = write_dir(o, 1 - k);   /* that end is gone too */
             }
         }
         if (rc)
@@ -534,7 +503,7 @@ int pump_run(struct pump *p, struct pump_end *a, struct pump_end *b, int stop_fd
         }
         int timeout = -1;
         if (drain_until >= 0) {
-            int64_t left = drain_until - now_ms();
+            int64_t left = drain_until - monotonic_ms();
             timeout = left > 0 ? (int)left : 0;
         }
         int r = poll(pfd, n, timeout);
@@ -570,11 +539,7 @@ int pump_run(struct pump *p, struct pump_end *a, struct pump_end *b, int stop_fd
                 else if (got < 0 && rc == 0)
                     rc = got;
             } else {
-                int w = write_out(d);
-                if (w == 1)
-                    rc = k == 0 ? PUMP_END_B : PUMP_END_A;
-                else if (w < 0)
-                    rc = w;
+                rc = write_dir(d, k);
             }
         }
     }

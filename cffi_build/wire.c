@@ -15,6 +15,8 @@
  */
 #define _GNU_SOURCE
 #include "wire.h"
+#include "clock.h"
+#include "stream.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -26,7 +28,6 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 #define BATCH 64
@@ -50,8 +51,7 @@ struct wire_engine {
     int maxframe;
     struct wire_side side[2];
     struct {                     /* stream sides: bytes read not yet parsed, records to write */
-        uint8_t *in, *out;
-        size_t in_start, in_end, out_start, out_end;
+        struct stream_buf in, out;
         int gone;                /* the peer stopped reading (EPIPE) */
     } sb[2];
     struct wire_dir dir[2];
@@ -78,13 +78,6 @@ struct wire_engine {
     struct mmsghdr msg[BATCH];
     struct iovec iov[BATCH];
 };
-
-static int64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 /* ---------------------------------------------------------------- the heap */
 
@@ -172,20 +165,8 @@ static void take(struct wire_engine *w, int dir, const uint8_t *frame, uint32_t 
 /* Writes what a stream side has buffered, as far as the pipe takes it now. */
 static void flush_out(struct wire_engine *w, int dst)
 {
-    while (w->sb[dst].out_end > w->sb[dst].out_start) {
-        ssize_t r = write(w->side[dst].wfd, w->sb[dst].out + w->sb[dst].out_start,
-                          w->sb[dst].out_end - w->sb[dst].out_start);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0) {
-            if (r < 0 && errno != EAGAIN)
-                w->sb[dst].gone = 1;
-            break;
-        }
-        w->sb[dst].out_start += (size_t)r;
-    }
-    if (w->sb[dst].out_start == w->sb[dst].out_end)
-        w->sb[dst].out_start = w->sb[dst].out_end = 0;
+    if (stream_flush(&w->sb[dst].out, w->side[dst].wfd) < 0)
+        w->sb[dst].gone = 1;
 }
 
 /* --blink: one line "<id> <LR|RL|--> <length>" per copy sent; the length counts the
@@ -214,22 +195,8 @@ static void send_frames(struct wire_engine *w, int dst, struct mmsghdr *m, int k
     if (w->side[dst].stream) {
         for (int i = 0; i < k; i++) {
             const struct iovec *v = m[i].msg_hdr.msg_iov;
-            size_t len = v->iov_len;
-            if (w->sb[dst].out_end + 2 + len > STREAM_BUF && w->sb[dst].out_start) {
-                memmove(w->sb[dst].out, w->sb[dst].out + w->sb[dst].out_start,
-                        w->sb[dst].out_end - w->sb[dst].out_start);
-                w->sb[dst].out_end -= w->sb[dst].out_start;
-                w->sb[dst].out_start = 0;
-            }
-            if (len > 0xffff || w->sb[dst].out_end + 2 + len > STREAM_BUF) {
-                w->st[dir].send_errors++;
-                continue;
-            }
-            uint8_t *o = w->sb[dst].out + w->sb[dst].out_end;
-            o[0] = (uint8_t)(len >> 8);
-            o[1] = (uint8_t)len;
-            memcpy(o + 2, v->iov_base, len);
-            w->sb[dst].out_end += 2 + len;
+            if (stream_put(&w->sb[dst].out, v->iov_base, (unsigned)v->iov_len) < 0)
+                w->st[dir].send_errors++;   /* too long for a record, or no room: lost */
         }
         flush_out(w, dst);
         return;
@@ -305,35 +272,20 @@ static void send_direct(struct wire_engine *w)
  * file, or a record longer than the largest frame: the stream cannot be trusted). */
 static int receive_stream(struct wire_engine *w, int s, int64_t now)
 {
-    typeof(w->sb[0]) *b = &w->sb[s];
-    if (b->in_start && b->in_end + w->maxframe + 2 > STREAM_BUF) {
-        memmove(b->in, b->in + b->in_start, b->in_end - b->in_start);
-        b->in_end -= b->in_start;
-        b->in_start = 0;
-    }
-    ssize_t r = read(w->side[s].rfd, b->in + b->in_end, STREAM_BUF - b->in_end);
-    if (r < 0)
-        return errno == EAGAIN || errno == EINTR ? 0 : -1;
-    if (r == 0)
+    struct stream_buf *b = &w->sb[s].in;
+    if (stream_fill(b, w->side[s].rfd, w->maxframe))
         return -1;
-    b->in_end += (size_t)r;
     int dir = s == 0 ? WIRE_LR : WIRE_RL;
-    while (b->in_end - b->in_start >= 2) {
-        const uint8_t *h = b->in + b->in_start;
-        unsigned len = ((unsigned)h[0] << 8) | h[1];
-        if (len > (unsigned)w->maxframe)
-            return -1;
-        if (b->in_end - b->in_start < 2 + (size_t)len)
-            break;
+    const uint8_t *frame;
+    unsigned len;
+    int r;
+    while ((r = stream_next(b, w->maxframe, &frame, &len)) == STREAM_RECORD) {
         if (w->ndirect > BATCH * WIRE_MAX_COPIES - WIRE_MAX_COPIES)
-            send_direct(w);   /* room for this record's copies (they point into b->in) */
+            send_direct(w);   /* room for this record's copies (they point into b) */
         if (len >= 14)
-            take(w, dir, h + 2, len, now);
-        b->in_start += 2 + len;
+            take(w, dir, frame, len, now);
     }
-    if (b->in_start == b->in_end)
-        b->in_start = b->in_end = 0;
-    return 0;
+    return r == STREAM_BAD ? -1 : 0;
 }
 
 static int receive(struct wire_engine *w, int s, int64_t now)
@@ -395,7 +347,7 @@ static void *engine(void *arg)
         int n = 0;
         int64_t wake = -1;          /* when something is due, -1: nothing */
         pthread_mutex_lock(&w->lock);
-        int64_t now = now_us();
+        int64_t now = monotonic_us();
         for (int s = 0; s < 2; s++) {
             /* an input busy at the interface speed is not read until it is free */
             int64_t busy = w->dir[s == 0 ? WIRE_LR : WIRE_RL].speed_free_us;
@@ -413,7 +365,7 @@ static void *engine(void *arg)
             pfd[n++] = (struct pollfd){w->side[s].watch, POLLIN, 0};
         pfd[n++] = (struct pollfd){w->wakefd, POLLIN, 0};
         for (int s = 0; s < 2; s++)   /* stream sides with records waiting for the pipe */
-            pfd[n++] = (struct pollfd){w->sb[s].out_end > w->sb[s].out_start ? w->side[s].wfd : -1,
+            pfd[n++] = (struct pollfd){stream_pending(&w->sb[s].out) ? w->side[s].wfd : -1,
                                        POLLOUT, 0};
         struct timespec ts, *timeout = NULL;
         if (wake >= 0) {
@@ -434,7 +386,7 @@ static void *engine(void *arg)
             if (read(w->wakefd, &x, sizeof x) < 0) { /* nothing to drain */ }
         }
         pthread_mutex_lock(&w->lock);
-        now = now_us();
+        now = monotonic_us();
         markov_due(w, now);
         int gone = -1;
         for (int s = 0; s < 2; s++) {
@@ -445,7 +397,7 @@ static void *engine(void *arg)
             if (w->side[s].stream && w->sb[s].gone)
                 gone = s;
         }
-        deliver_due(w, now_us());
+        deliver_due(w, monotonic_us());
         pthread_mutex_unlock(&w->lock);
         if (gone >= 0) {
             why = gone == 0 ? WIRE_END_LEFT : WIRE_END_RIGHT;
@@ -496,11 +448,8 @@ int wire_start(struct wire_engine *w, const struct wire_side *left, const struct
     for (int s = 0; s < 2; s++) {
         if (!w->side[s].stream)
             continue;
-        if (!w->sb[s].in)
-            w->sb[s].in = malloc(STREAM_BUF);
-        if (!w->sb[s].out)
-            w->sb[s].out = malloc(STREAM_BUF);
-        if (!w->sb[s].in || !w->sb[s].out)
+        if (stream_alloc(&w->sb[s].in, STREAM_BUF) < 0 ||
+            stream_alloc(&w->sb[s].out, STREAM_BUF) < 0)
             return -ENOMEM;
         int fds[2] = {w->side[s].rfd, w->side[s].wfd};
         for (int i = 0; i < 2; i++)
@@ -537,8 +486,8 @@ void wire_free(struct wire_engine *w)
     free(w->heap);
     free(w->rx);
     for (int s = 0; s < 2; s++) {
-        free(w->sb[s].in);
-        free(w->sb[s].out);
+        stream_free(&w->sb[s].in);
+        stream_free(&w->sb[s].out);
     }
     if (w->wakefd >= 0)
         close(w->wakefd);
@@ -569,7 +518,7 @@ struct wire_params *wire_params(struct wire_engine *w, int node, int dir)
 
 struct wire_markov *wire_markov(struct wire_engine *w) { return &w->markov; }
 
-void wire_markov_restart(struct wire_engine *w) { wire_markov_start(&w->markov, now_us()); }
+void wire_markov_restart(struct wire_engine *w) { wire_markov_start(&w->markov, monotonic_us()); }
 
 int wire_markov_fd(struct wire_engine *w) { return w->mevfd; }
 
