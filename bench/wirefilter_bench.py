@@ -28,11 +28,11 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
-from benchlib import wait_for  # noqa: E402
-from switch_bench import LOADGEN, PYVDE_SWITCH, build_loadgen, parse_rate  # noqa: E402
+from benchlib import wait_for
+from switch_bench import LOADGEN, PYVDE_SWITCH, build_loadgen, parse_rate
 
-from plugs.vdeclient import connect  # noqa: E402
-from plugs.vnl import Vde  # noqa: E402
+from plugs.vdeclient import connect
+from plugs.vnl import Vde
 
 PYVDE_WIREFILTER = str(Path(sys.executable).parent / "pyvde-wirefilter")
 DST = bytes.fromhex("020000000100")
@@ -74,8 +74,16 @@ class Rig:
             shutil.rmtree(d.parent, ignore_errors=True)
 
 
-def throughput(work, kind, args, size, duration) -> float:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def throughput(work, kind, args, size, duration) -> tuple[float, float]:
+    """Frames/s delivered, and the wire's CPU time per delivered frame (microseconds)."""
     with Rig(work, kind, args) as rig:
+        wire = rig.procs[-1].pid
         t0 = time.time() + 1.5
         common = ["--start", f"{t0:.3f}", "--duration", str(duration)]
         recv = subprocess.Popen([str(LOADGEN), "recv", str(rig.dirs[1]), "--count", "1"] + common,
@@ -84,9 +92,14 @@ def throughput(work, kind, args, size, duration) -> float:
         send = subprocess.Popen([str(LOADGEN), "send", str(rig.dirs[0]), "--size", str(size),
                                  "--dst", "02:00:00:00:01:00"] + common,
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        time.sleep(max(0.0, t0 - time.time()))
+        cpu0 = cpu_seconds(wire)
+        time.sleep(duration)
+        cpu1 = cpu_seconds(wire)
         out = recv.communicate(timeout=duration + 30)[0]
         send.communicate(timeout=duration + 30)
-        return parse_rate(out)
+        rate = parse_rate(out)
+        return rate, (cpu1 - cpu0) * 1e6 / max(1.0, rate * duration)
 
 
 def frame(payload: bytes) -> bytes:
@@ -161,8 +174,10 @@ def main() -> int:
             r = {}
             for kind in ("pyvde", "wirefilter"):
                 runs = [throughput(work, kind, wargs, size, args.duration) for _ in range(args.trials)]
-                print(f"# {name}: {kind}: {[round(x) for x in runs]}", file=sys.stderr)
-                r[kind] = statistics.median(runs)
+                print(f"# {name}: {kind}: {[(round(x), round(c, 2)) for x, c in runs]}",
+                      file=sys.stderr)
+                r[kind] = statistics.median(x for x, _ in runs)
+                r[kind + " cpu"] = statistics.median(c for _, c in runs)
             rows.append((name, r))
         acc = []
         for label, wargs, what, want in [("loss 5%", ["--loss", "5"], "loss", "5 %"),
@@ -177,10 +192,13 @@ def main() -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print("Reproduce: .venv/bin/python bench/wirefilter_bench.py\n")
-    print("| through the wire, 1 -> 1 unicast | pyvde-wirefilter frames/s | wirefilter frames/s | ratio |")
-    print("|---|---:|---:|---:|")
+    print("| through the wire, 1 -> 1 unicast | pyvde-wirefilter frames/s | wirefilter frames/s"
+          " | ratio | wire CPU/frame, pyvde | wirefilter | ratio |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for name, r in rows:
-        print(f"| {name} | {r['pyvde']:,.0f} | {r['wirefilter']:,.0f} | {r['pyvde'] / r['wirefilter']:.2f}x |")
+        print(f"| {name} | {r['pyvde']:,.0f} | {r['wirefilter']:,.0f}"
+              f" | {r['pyvde'] / r['wirefilter']:.2f}x | {r['pyvde cpu']:.2f} µs"
+              f" | {r['wirefilter cpu']:.2f} µs | {r['wirefilter cpu'] / r['pyvde cpu']:.2f}x less |")
     print()
     print("| configured | asked | pyvde-wirefilter measured | wirefilter measured |")
     print("|---|---|---:|---:|")
