@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from vdetest import frame, need_tool, wait_for
+from vdetest import UnixTerm, frame, need_tool, wait_for
 
 A, B = "02:00:00:00:00:0a", "02:00:00:00:00:0b"
 BCAST = "ff:ff:ff:ff:ff:ff"
@@ -135,39 +135,6 @@ def wait_active(sw, port: int) -> None:
 
 
 # ------------------------------------------------------------------ 1. unixterm and vdeterm
-
-class UnixTerm:
-    """Debian's unixterm: stdin relayed to the socket, the socket to stdout."""
-
-    def __init__(self, path: str):
-        self.proc = subprocess.Popen(["unixterm", path], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE)
-        self.out = b""
-
-    def wait_for(self, marker: bytes, count: int = 1, timeout: float = 5.0) -> None:
-        deadline = time.monotonic() + timeout
-        while self.out.count(marker) < count:
-            left = deadline - time.monotonic()
-            assert left > 0, f"unixterm: no {marker!r} (x{count}) in {self.out!r}"
-            ready, _, _ = select.select([self.proc.stdout], [], [], left)
-            if ready:
-                chunk = self.proc.stdout.read1(65536)
-                assert chunk, f"unixterm ended early: {self.out!r}"
-                self.out += chunk
-
-    def type(self, line: str) -> None:
-        """Types a line and waits for the prompt that ends its reply."""
-        prompts = self.out.count(PROMPT)
-        self.proc.stdin.write(line.encode() + b"\n")
-        self.proc.stdin.flush()
-        self.wait_for(PROMPT, prompts + 1)
-
-    def logout(self) -> int:
-        self.proc.stdin.write(b"logout\n")
-        self.proc.stdin.flush()
-        self.out += self.proc.stdout.read()
-        return self.proc.wait(5)
-
 
 @pytest.mark.parametrize("program", ["pyvde", "vde_switch"])
 def test_unixterm_transcript(program, switches, debian_switch, plugs):
