@@ -21,15 +21,10 @@ import sys
 import trio
 
 from switchd import console
-from switchd.console import (
-    CommandError,
-    CommandTable,
-    ConsoleSession,
-    Context,
-    SessionEnd,
-)
+from switchd.console import Audience, CommandError, CommandTable, Context, SessionEnd
 from switchd.daemon import PidFile, daemonize
-from switchd.listeners import StartupError, accept_loop, close_listener, listen_unix
+from switchd.listeners import StartupError
+from switchd.mgmt_socket import ConsoleHost, MgmtSocket
 
 from . import ends, pump
 from ._wire import ffi, lib
@@ -41,6 +36,7 @@ PROG = "pyvde-wirefilter"
 VERSION = "0.1.0"
 BANNER = f"\nVDE wirefilter (pyvde-wirefilter {VERSION})\n(C) the pyvde developers - MIT licence\n"
 PROMPT = b"\nVDEwf$ "
+MAXCONN = 3          # mgmt sessions at once, as wirefilter
 MAXFRAME = 65550
 UNSUPPORTED = {"speed"}
 DIRS = {LR: lib.WIRE_LR, RL: lib.WIRE_RL}
@@ -63,7 +59,13 @@ A bad wire between two VDE networks (pyvde {VERSION}). Values: [LR|RL]value[+var
 
 
 class Wire:
-    """The engine and the parameters as the user gave them (for showinfo)."""
+    """The engine and the parameters as the user gave them (for showinfo).
+
+    consoles holds the open console sessions: a command subscribes its own session to a
+    topic with ctx.session.subscribe(topic) (ctx.session is None in an rc file), and
+    trio code sends an event line to exactly the subscribed sessions with
+    consoles.publish(topic, line).
+    """
 
     def __init__(self, seed: int):
         self.engine = lib.wire_new(MAXFRAME, seed)
@@ -71,6 +73,7 @@ class Wire:
             raise MemoryError("cannot create the wire engine")
         self.values: dict[str, dict[str, WireValue]] = {}
         self.fifo = True
+        self.consoles = Audience()
 
     def set(self, name: str, v: WireValue) -> None:
         lib.wire_lock(self.engine)
@@ -191,34 +194,17 @@ def build_commands(w: Wire) -> CommandTable:
     return t
 
 
-async def serve_console(listener, path: str, table: CommandTable, stop: trio.Event) -> None:
-    async def session(conn) -> None:
-        s = ConsoleSession(table, prompt=PROMPT)
-        try:
-            async with trio.SocketStream(conn) as stream:
-                await stream.send_all(BANNER.encode() + PROMPT)
-                while not s.closed:
-                    data = await stream.receive_some(4096)
-                    for reply in (s.receive(data) if data else s.end_of_input()):
-                        await stream.send_all(reply.text)
-                        if reply.action == "shutdown":
-                            stop.set()
-                    if not data:
-                        break
-        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
-    await accept_loop(listener, path, session)
-
-
 async def run(w: Wire, opts: WireOptions, table: CommandTable) -> None:
     stop = trio.Event()
-    listener = None
+    host = ConsoleHost(table, BANNER, stop.set, prompt=PROMPT, audience=w.consoles,
+                       max_sessions=MAXCONN)
+    mgmt = MgmtSocket(host, opts.mgmt, opts.mgmtmode, -1) if opts.mgmt else None
     try:
-        if opts.mgmt:
-            listener = listen_unix(opts.mgmt, opts.mgmtmode, -1)
+        if mgmt is not None:
+            mgmt.open()
         async with trio.open_nursery() as nursery:
-            if listener is not None:
-                nursery.start_soon(serve_console, listener, opts.mgmt, table, stop)
+            if mgmt is not None:
+                nursery.start_soon(mgmt.serve)
 
             async def ended() -> None:
                 await trio.lowlevel.wait_readable(lib.wire_event_fd(w.engine))
@@ -233,8 +219,8 @@ async def run(w: Wire, opts: WireOptions, table: CommandTable) -> None:
             await stop.wait()
             nursery.cancel_scope.cancel()
     finally:
-        if listener is not None:
-            close_listener(listener, opts.mgmt)
+        if mgmt is not None:
+            mgmt.close()
 
 
 def stream_sides(opts: WireOptions) -> list[tuple[int, int] | None]:

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from vdetest import Console, RawClient, frame, need_tool, wait_for
+from vdetest import Console, RawClient, UnixTerm, frame, need_tool, wait_for
 
 PYVDE_WIREFILTER = str(Path(__import__("sys").executable).parent / "pyvde-wirefilter")
 A, B = "02:00:00:00:0a:01", "02:00:00:00:0b:01"
@@ -262,3 +262,65 @@ def test_one_side_on_stdin_stdout(two):
     finally:
         p.terminate()
         assert p.wait(10) == 0
+
+
+# ------------------------------------------------------------------ the consoles
+
+def showinfo_block(loss: str = "0+0U") -> bytes:
+    """showinfo's reply on a wire with nothing set but loss (both directions)."""
+    lines = ["WireFilter: bidirectional", f"Loss   L->R {loss}   R->L {loss}",
+             "Lburst L->R 0+0U   R->L 0+0U", "Delay  L->R 0+0U   R->L 0+0U",
+             "Dup    L->R 0+0U   R->L 0+0U", "Bandw  L->R 0+0U   R->L 0+0U",
+             "Speed  L->R 0+0U   R->L 0+0U", "Noise  L->R 0+0U   R->L 0+0U",
+             "MTU    L->R 0     R->L 0    ", "Cap.   L->R 0+0U   R->L 0+0U",
+             "Current Delay Queue size:   L->R 0      R->L 0     ", "Fifoness TRUE",
+             "Waiting packets in delay queues 0"]
+    return ("0000 DATA END WITH '.'\n" + "".join(f"{ln}\n" for ln in lines)
+            + ".\n1000 Success\n").encode()
+
+
+def test_console_through_unixterm(two, wf):
+    """A whole unixterm session, byte for byte: banner, showinfo, a live setting, logout."""
+    need_tool("unixterm")
+    s1, s2, _a, _b = two
+    w = wf(s1.dir, s2.dir)
+    term = UnixTerm(w.mgmt, prompt=WF)
+    term.wait_for(WF)
+    for line in ["showinfo", "loss 5", "showinfo"]:
+        term.type(line)
+    assert term.logout() == 0
+    assert term.out == (b"\nVDE wirefilter (pyvde-wirefilter 0.1.0)\n"
+                        b"(C) the pyvde developers - MIT licence\n" + WF
+                        + showinfo_block() + WF
+                        + b"1000 Success\n" + WF
+                        + showinfo_block("5+0U") + WF
+                        + b"9999 END OF SESSION")
+
+
+def test_a_fourth_mgmt_session_is_refused(two, wf):
+    """As wirefilter: three sessions at once; a fourth client is told why and closed."""
+    s1, s2, _a, _b = two
+    w = wf(s1.dir, s2.dir)
+    open_ = [Console(w.mgmt, prompt=WF) for _ in range(3)]
+    extra = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    extra.settimeout(5)
+    extra.connect(w.mgmt)
+    got = b""
+    while chunk := extra.recv(4096):
+        got += chunk
+    extra.close()
+    assert got == b"too many mgmt connections\n"
+    for c in open_:                             # the three go on unharmed
+        assert c.ok("showinfo")[0] == "WireFilter: bidirectional"
+    open_.pop().close()                         # one leaves: a new client gets its place
+
+    def admitted():
+        try:
+            open_.append(Console(w.mgmt, prompt=WF))
+            return True
+        except EOFError:
+            return False
+    wait_for(admitted, what="a session after one of three closed")
+    open_[-1].sock.sendall(b"shutdown\n")
+    assert w.wait(5) == 0
+    assert "too many mgmt connections" in w.stderr.read()
