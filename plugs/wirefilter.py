@@ -4,7 +4,8 @@
     pyvde-wirefilter [OPTIONS] LEFT RIGHT
 
 Frames move and are decided in C (cffi_build/wire.c, wire_core.c); this module opens
-the two sides, sets the parameters and serves wirefilter's console (`VDEwf$ `) on -M.
+the two sides, sets the parameters and serves wirefilter's console (`VDEwf$ `) on -M
+and, when both sides are datagram VNLs and there is no --daemon, on stdin/stdout.
 A side is a datagram VNL (vde://, udp://, ptp://) or, as `-`, the record stream on
 stdin/stdout; with no sides at all it sits in a dpipe chain. --speed, --blink and the
 Markov model are not implemented yet.
@@ -24,7 +25,7 @@ from switchd import console
 from switchd.console import Audience, CommandError, CommandTable, Context, SessionEnd
 from switchd.daemon import PidFile, daemonize
 from switchd.listeners import StartupError
-from switchd.mgmt_socket import ConsoleHost, MgmtSocket
+from switchd.mgmt_socket import ConsoleHost, MgmtSocket, serve_stdin, stdin_usable
 
 from . import ends, pump
 from ._wire import ffi, lib
@@ -194,7 +195,7 @@ def build_commands(w: Wire) -> CommandTable:
     return t
 
 
-async def run(w: Wire, opts: WireOptions, table: CommandTable) -> None:
+async def run(w: Wire, opts: WireOptions, table: CommandTable, stdin_console: bool) -> None:
     stop = trio.Event()
     host = ConsoleHost(table, BANNER, stop.set, prompt=PROMPT, audience=w.consoles,
                        max_sessions=MAXCONN)
@@ -205,6 +206,8 @@ async def run(w: Wire, opts: WireOptions, table: CommandTable) -> None:
         async with trio.open_nursery() as nursery:
             if mgmt is not None:
                 nursery.start_soon(mgmt.serve)
+            if stdin_console:
+                nursery.start_soon(serve_stdin, host)
 
             async def ended() -> None:
                 await trio.lowlevel.wait_readable(lib.wire_event_fd(w.engine))
@@ -295,7 +298,10 @@ def main(argv: list[str] | None = None) -> int:
         r = lib.wire_start(w.engine, c_sides[0], c_sides[1])
         if r < 0:
             raise OSError(-r, os.strerror(-r))
-        trio.run(run, w, opts, table)
+        # As wirefilter: with a switch (or udp://, ptp://) on both sides, stdin/stdout
+        # are free for a console.
+        stdin_console = not opts.daemon and None not in sides and stdin_usable()
+        trio.run(run, w, opts, table, stdin_console)
         return 0
     except (PlugError, StartupError) as e:
         print(f"{PROG}: {e}", file=sys.stderr)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import select
 import socket
 import subprocess
 import time
@@ -279,6 +280,18 @@ def showinfo_block(loss: str = "0+0U") -> bytes:
             + ".\n1000 Success\n").encode()
 
 
+def read_until(pipe, end: bytes, timeout: float = 5.0) -> bytes:
+    out = b""
+    deadline = time.monotonic() + timeout
+    while not out.endswith(end):
+        left = deadline - time.monotonic()
+        assert left > 0 and select.select([pipe], [], [], left)[0], f"no {end!r} in {out!r}"
+        chunk = pipe.read1(4096)
+        assert chunk, f"end of output before {end!r}: {out!r}"
+        out += chunk
+    return out
+
+
 def test_console_through_unixterm(two, wf):
     """A whole unixterm session, byte for byte: banner, showinfo, a live setting, logout."""
     need_tool("unixterm")
@@ -324,3 +337,46 @@ def test_a_fourth_mgmt_session_is_refused(two, wf):
     open_[-1].sock.sendall(b"shutdown\n")
     assert w.wait(5) == 0
     assert "too many mgmt connections" in w.stderr.read()
+
+
+def test_stdin_console_between_two_switches(two):
+    """Switches on both sides and no --daemon: stdin/stdout are a console (no prompt on a
+    pipe), and `shutdown` there stops the wirefilter."""
+    s1, s2, _a, _b = two
+    p = subprocess.Popen([PYVDE_WIREFILTER, "-v", f"{s1.dir}:{s2.dir}", "-l", "5"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_cable(s1, s2)
+        p.stdin.write(b"showinfo\n")
+        p.stdin.flush()
+        assert read_until(p.stdout, b"1000 Success\n") == showinfo_block("5+0U")
+        p.stdin.write(b"shutdown\n")
+        p.stdin.flush()
+        assert p.wait(5) == 0
+        assert p.stdout.read() == b"9999 END OF SESSION"
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def test_end_of_a_stdin_pipe_only_closes_that_console(two):
+    """Commands piped in are run; at the end of the pipe the wirefilter keeps going."""
+    s1, s2, a, b = two
+    p = subprocess.Popen([PYVDE_WIREFILTER, "-v", f"{s1.dir}:{s2.dir}"], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        p.stdin.write(b"loss RL100\n")
+        p.stdin.close()
+        assert read_until(p.stdout, b"1000 Success\n") == b"1000 Success\n"
+        wait_cable(s1, s2)
+        time.sleep(0.3)
+        assert p.poll() is None
+        f = frame("ff:ff:ff:ff:ff:ff", A, b"still carried")
+        a.send(f)
+        assert b.recv() == f
+        b.send(frame(A, B, b"lost"))
+        a.recv_none()
+    finally:
+        p.terminate()
+        assert p.wait(10) == 0
