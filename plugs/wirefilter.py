@@ -195,35 +195,26 @@ def build_commands(w: Wire) -> CommandTable:
     return t
 
 
-async def run(w: Wire, opts: WireOptions, table: CommandTable, stdin_console: bool) -> None:
-    stop = trio.Event()
-    host = ConsoleHost(table, BANNER, stop.set, prompt=PROMPT, audience=w.consoles,
-                       max_sessions=MAXCONN)
-    mgmt = MgmtSocket(host, opts.mgmt, opts.mgmtmode, -1) if opts.mgmt else None
-    try:
+async def run(w: Wire, stop: trio.Event, mgmt: MgmtSocket | None,
+              stdin_console: ConsoleHost | None) -> None:
+    async with trio.open_nursery() as nursery:
         if mgmt is not None:
-            mgmt.open()
-        async with trio.open_nursery() as nursery:
-            if mgmt is not None:
-                nursery.start_soon(mgmt.serve)
-            if stdin_console:
-                nursery.start_soon(serve_stdin, host)
+            nursery.start_soon(mgmt.serve)
+        if stdin_console is not None:
+            nursery.start_soon(serve_stdin, stdin_console)
 
-            async def ended() -> None:
-                await trio.lowlevel.wait_readable(lib.wire_event_fd(w.engine))
-                stop.set()
+        async def ended() -> None:
+            await trio.lowlevel.wait_readable(lib.wire_event_fd(w.engine))
+            stop.set()
 
-            async def signals() -> None:
-                with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as sigs:
-                    async for _ in sigs:
-                        stop.set()
-            nursery.start_soon(ended)
-            nursery.start_soon(signals)
-            await stop.wait()
-            nursery.cancel_scope.cancel()
-    finally:
-        if mgmt is not None:
-            mgmt.close()
+        async def signals() -> None:
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as sigs:
+                async for _ in sigs:
+                    stop.set()
+        nursery.start_soon(ended)
+        nursery.start_soon(signals)
+        await stop.wait()
+        nursery.cancel_scope.cancel()
 
 
 def stream_sides(opts: WireOptions) -> list[tuple[int, int] | None]:
@@ -259,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     sides: list[ends.Opened] = []
     w = None
     pidfile = None
+    mgmt = None
     try:
         streams = stream_sides(opts)
         for i, vnl in enumerate((opts.left, opts.right)):
@@ -290,6 +282,12 @@ def main(argv: list[str] | None = None) -> int:
                 s.rfd = s.wfd = o.end.rfd
                 s.watch = o.end.watch[0] if o.end.watch else -1
             c_sides.append(s)
+        stop = trio.Event()
+        host = ConsoleHost(table, BANNER, stop.set, prompt=PROMPT, audience=w.consoles,
+                           max_sessions=MAXCONN)
+        if opts.mgmt:            # before daemonizing: failures reach stderr, relative paths work
+            mgmt = MgmtSocket(host, os.path.abspath(opts.mgmt), opts.mgmtmode, -1)
+            mgmt.open()
         if opts.daemon:          # before the engine thread starts: fork keeps no threads
             daemonize()
         if opts.pidfile:
@@ -301,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         # As wirefilter: with a switch (or udp://, ptp://) on both sides, stdin/stdout
         # are free for a console.
         stdin_console = not opts.daemon and None not in sides and stdin_usable()
-        trio.run(run, w, opts, table, stdin_console)
+        trio.run(run, w, stop, mgmt, host if stdin_console else None)
         return 0
     except (PlugError, StartupError) as e:
         print(f"{PROG}: {e}", file=sys.stderr)
@@ -310,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: {e.filename or ''}: {e.strerror}".replace(": : ", ": "), file=sys.stderr)
         return 1
     finally:
+        if mgmt is not None:
+            mgmt.close()
         if w is not None:
             w.close()
         for o in sides:

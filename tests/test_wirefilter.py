@@ -202,11 +202,12 @@ def test_daemon_and_pidfile(two, sockdir):
     s1, s2, a, b = two
     pid = sockdir / "wf.pid"
     r = subprocess.run([PYVDE_WIREFILTER, "--daemon", "--pidfile", str(pid), "-v",
-                        f"{s1.dir}:{s2.dir}"], capture_output=True, text=True, timeout=10,
-                       check=False)
+                        f"{s1.dir}:{s2.dir}", "-M", "wf.mgmt"], capture_output=True, text=True,
+                       timeout=10, check=False, cwd=sockdir)
     assert r.returncode == 0, r.stderr
     wait_for(pid.exists, what="pid file")
     try:
+        assert Console(str(sockdir / "wf.mgmt"), prompt=WF).ok("showinfo")   # relative -M
         wait_cable(s1, s2)
         f = frame("ff:ff:ff:ff:ff:ff", A, b"via the daemon")
         a.send(f)
@@ -216,6 +217,15 @@ def test_daemon_and_pidfile(two, sockdir):
         import signal
         os.kill(int(pid.read_text()), signal.SIGTERM)
     wait_for(lambda: not pid.exists(), what="pid file removed at exit")
+
+
+def test_daemon_with_a_bad_mgmt_path_fails_before_detaching(two, sockdir):
+    s1, s2, _a, _b = two
+    (sockdir / "notasocket").touch()
+    r = subprocess.run([PYVDE_WIREFILTER, "--daemon", "-M", str(sockdir / "notasocket"), "-v",
+                        f"{s1.dir}:{s2.dir}"], capture_output=True, text=True, timeout=10,
+                       check=False)
+    assert r.returncode == 1 and "notasocket exists and is not a socket" in r.stderr
 
 
 def test_in_a_dpipe_chain_with_debian_vde_plug(two, sockdir):
