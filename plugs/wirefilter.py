@@ -5,7 +5,8 @@
 
 Frames move and are decided in C (cffi_build/wire.c, wire_core.c); this module opens
 the two sides, sets the parameters (wirefilter's and netem's, per Markov node and
-direction) and serves wirefilter's console (`VDEwf$ `). A side is a datagram VNL
+direction) and serves wirefilter's console (`VDEwf$ `) on -M and, when both sides are
+datagram VNLs and there is no --daemon, on stdin/stdout. A side is a datagram VNL
 (vde://, udp://, ptp://) or, as `-`, the record stream on stdin/stdout; with no sides at
 all it sits in a dpipe chain.
 """
@@ -23,15 +24,16 @@ import trio
 
 from switchd import console
 from switchd.console import (
+    Audience,
     CommandError,
     CommandTable,
-    ConsoleSession,
     Context,
     SessionEnd,
     bad_argument,
 )
 from switchd.daemon import PidFile, daemonize
-from switchd.listeners import StartupError, accept_loop, close_listener, listen_unix
+from switchd.listeners import StartupError
+from switchd.mgmt_socket import ConsoleHost, MgmtSocket, serve_stdin, stdin_usable
 
 from . import ends, pump
 from ._wire import ffi, lib
@@ -51,6 +53,7 @@ PROG = "pyvde-wirefilter"
 VERSION = "0.1.0"
 BANNER = f"\nVDE wirefilter (pyvde-wirefilter {VERSION})\n(C) the pyvde developers - MIT licence\n"
 PROMPT = b"\nVDEwf$ "
+MAXCONN = 3          # mgmt sessions at once, as wirefilter
 MAXFRAME = 65550
 DIRS = {LR: lib.WIRE_LR, RL: lib.WIRE_RL}
 ZERO = WireValue((LR, RL), 0.0)
@@ -85,7 +88,11 @@ class Wire:
     """The engine, the Markov model and the parameters as the user gave them (for showinfo).
 
     Parameters belong to a Markov node and a direction; node 0 is the only one until
-    markov-numnodes makes more."""
+    markov-numnodes makes more. consoles holds the open console sessions: a command
+    subscribes its own session to a topic with ctx.session.subscribe(topic) (ctx.session
+    is None in an rc file), and trio code sends an event line to exactly the subscribed
+    sessions with consoles.publish(topic, line).
+    """
 
     def __init__(self, seed: int, mono: bool = False):
         self.engine = lib.wire_new(MAXFRAME, seed)
@@ -96,7 +103,7 @@ class Wire:
         self.fifo = True
         self.mono = mono
         self.blink: tuple[str, str] | None = None     # (socket path, id)
-        self.debug_sessions: set = set()     # console sessions that asked for markov-debug
+        self.consoles = Audience()
 
     # -------------------------------------------------------------- parameters
     def set(self, name: str, v: WireValue | NetemValue) -> None:
@@ -220,12 +227,9 @@ class Wire:
 
     def announce_node_change(self, a: int, b: int) -> None:
         """markov-debug: sessions that asked get wirefilter's 38xx line."""
-        line = f'{3800 + b:04d} Node {a} "{self.name(a)}" -> {b} "{self.name(b)}"\n'.encode()
-        for session in list(self.debug_sessions):
-            if session.closed:
-                self.debug_sessions.discard(session)
-            else:
-                session.deliver(line)
+        if self.consoles.wants("markov"):
+            self.consoles.publish("markov", f'{3800 + b:04d} Node {a} "{self.name(a)}" -> {b}'
+                                            f' "{self.name(b)}"\n'.encode())
 
     # -------------------------------------------------------------- counters
     def queued(self, d: str) -> int:
@@ -419,11 +423,11 @@ def build_commands(w: Wire) -> CommandTable:
     def markov_debug(ctx: Context) -> None:
         n = ctx.int_arg()
         if n < 0 or ctx.session is None:
-            raise bad_argument("the level is 0 (off) or more")
+            raise bad_argument("the level is 0 (off) or more, in a console session")
         if n > 0:
-            w.debug_sessions.add(ctx.session)
+            ctx.session.subscribe("markov")
         else:
-            w.debug_sessions.discard(ctx.session)
+            ctx.session.unsubscribe("markov")
 
     @t.command("logout", "", "logout from this mgmt session")
     def logout(ctx: Context) -> None:
@@ -452,57 +456,33 @@ NETEM_HELP = {
 }
 
 
-async def serve_console(listener, path: str, table: CommandTable, stop: trio.Event) -> None:
-    async def session(conn) -> None:
-        s = ConsoleSession(table, prompt=PROMPT)
-        try:
-            async with trio.SocketStream(conn) as stream:
-                await stream.send_all(BANNER.encode() + PROMPT)
-                while not s.closed:
-                    data = await stream.receive_some(4096)
-                    for reply in (s.receive(data) if data else s.end_of_input()):
-                        await stream.send_all(reply.text)
-                        if reply.action == "shutdown":
-                            stop.set()
-                    if not data:
-                        break
-        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
-    await accept_loop(listener, path, session)
+async def run(w: Wire, stop: trio.Event, mgmt: MgmtSocket | None,
+              stdin_console: ConsoleHost | None) -> None:
+    async with trio.open_nursery() as nursery:
+        if mgmt is not None:
+            nursery.start_soon(mgmt.serve)
+        if stdin_console is not None:
+            nursery.start_soon(serve_stdin, stdin_console)
 
+        async def ended() -> None:
+            await trio.lowlevel.wait_readable(lib.wire_event_fd(w.engine))
+            stop.set()
 
-async def run(w: Wire, opts: WireOptions, table: CommandTable) -> None:
-    stop = trio.Event()
-    listener = None
-    try:
-        if opts.mgmt:
-            listener = listen_unix(opts.mgmt, opts.mgmtmode, -1)
-        async with trio.open_nursery() as nursery:
-            if listener is not None:
-                nursery.start_soon(serve_console, listener, opts.mgmt, table, stop)
+        async def node_changes() -> None:
+            while True:
+                await trio.lowlevel.wait_readable(lib.wire_markov_fd(w.engine))
+                for a, b in w.node_changes():
+                    w.announce_node_change(a, b)
 
-            async def ended() -> None:
-                await trio.lowlevel.wait_readable(lib.wire_event_fd(w.engine))
-                stop.set()
-
-            async def node_changes() -> None:
-                while True:
-                    await trio.lowlevel.wait_readable(lib.wire_markov_fd(w.engine))
-                    for a, b in w.node_changes():
-                        w.announce_node_change(a, b)
-            nursery.start_soon(node_changes)
-
-            async def signals() -> None:
-                with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as sigs:
-                    async for _ in sigs:
-                        stop.set()
-            nursery.start_soon(ended)
-            nursery.start_soon(signals)
-            await stop.wait()
-            nursery.cancel_scope.cancel()
-    finally:
-        if listener is not None:
-            close_listener(listener, opts.mgmt)
+        async def signals() -> None:
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as sigs:
+                async for _ in sigs:
+                    stop.set()
+        nursery.start_soon(ended)
+        nursery.start_soon(node_changes)
+        nursery.start_soon(signals)
+        await stop.wait()
+        nursery.cancel_scope.cancel()
 
 
 def stream_sides(opts: WireOptions) -> list[tuple[int, int] | None]:
@@ -545,6 +525,7 @@ def main(argv: list[str] | None = None) -> int:
     sides: list[ends.Opened] = []
     w = None
     pidfile = None
+    mgmt = None
     try:
         streams = stream_sides(opts)
         for i, vnl in enumerate((opts.left, opts.right)):
@@ -578,6 +559,12 @@ def main(argv: list[str] | None = None) -> int:
                 s.rfd = s.wfd = o.end.rfd
                 s.watch = o.end.watch[0] if o.end.watch else -1
             c_sides.append(s)
+        stop = trio.Event()
+        host = ConsoleHost(table, BANNER, stop.set, prompt=PROMPT, audience=w.consoles,
+                           max_sessions=MAXCONN)
+        if opts.mgmt:            # before daemonizing: failures reach stderr, relative paths work
+            mgmt = MgmtSocket(host, os.path.abspath(opts.mgmt), opts.mgmtmode, -1)
+            mgmt.open()
         if opts.daemon:          # before the engine thread starts: fork keeps no threads
             daemonize()
         if opts.pidfile:
@@ -588,7 +575,10 @@ def main(argv: list[str] | None = None) -> int:
         r = lib.wire_start(w.engine, c_sides[0], c_sides[1])
         if r < 0:
             raise OSError(-r, os.strerror(-r))
-        trio.run(run, w, opts, table)
+        # As wirefilter: with a switch (or udp://, ptp://) on both sides, stdin/stdout
+        # are free for a console.
+        stdin_console = not opts.daemon and None not in sides and stdin_usable()
+        trio.run(run, w, stop, mgmt, host if stdin_console else None)
         return 0
     except (PlugError, StartupError) as e:
         print(f"{PROG}: {e}", file=sys.stderr)
@@ -597,6 +587,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: {e.filename or ''}: {e.strerror}".replace(": : ", ": "), file=sys.stderr)
         return 1
     finally:
+        if mgmt is not None:
+            mgmt.close()
         if w is not None:
             w.close()
         for o in sides:

@@ -226,8 +226,20 @@ class ConsoleSession:
         self.closed = False
         self._buf = b""
         self._skipping = False
-        self.subscriptions: set[str] = set()   # debug categories (debug.py)
+        self.subscriptions: set[str] = set()   # event topics (Audience; debug.py's categories)
         self.deliver: Callable[[bytes], None] = lambda data: None   # set by the transport
+
+    def subscribe(self, topic: str) -> bool:
+        """This session wants the event lines published to topic; False if it already did."""
+        new = topic not in self.subscriptions
+        self.subscriptions.add(topic)
+        return new
+
+    def unsubscribe(self, topic: str) -> bool:
+        """No more event lines for topic; False if the session did not want them."""
+        had = topic in self.subscriptions
+        self.subscriptions.discard(topic)
+        return had
 
     def _run(self, raw: bytes) -> list[Reply]:
         line = raw.rstrip(b"\r").decode("utf-8", "replace")
@@ -278,3 +290,37 @@ class ConsoleSession:
         if raw.strip() and not self._skipping and not self.closed:
             return self._run(raw)
         return []
+
+
+class Audience:
+    """The open console sessions of a program, for asynchronous event lines (vde_switch's
+    `debug/add`, wirefilter's `markov-debug`).
+
+    A command handler subscribes its own session: `ctx.session.subscribe(topic)` (ctx.session
+    is None for rc files). The program, from its trio thread, calls `publish(topic, line)`:
+    exactly the open sessions subscribed to topic get line, through their deliver callback,
+    in order with their replies. The code serving consoles (mgmt_socket) joins each session
+    when it opens and makes it leave when it ends.
+    """
+
+    def __init__(self) -> None:
+        self.sessions: set[ConsoleSession] = set()
+
+    def join(self, session: ConsoleSession) -> None:
+        self.sessions.add(session)
+
+    def leave(self, session: ConsoleSession) -> None:
+        self.sessions.discard(session)
+
+    def wants(self, topic: str) -> bool:
+        """Some open session is subscribed to topic (to skip making unwanted lines)."""
+        return any(topic in s.subscriptions for s in self.sessions)
+
+    def publish(self, topic: str, line: bytes) -> int:
+        """Delivers line to each open session subscribed to topic; returns how many."""
+        count = 0
+        for s in list(self.sessions):
+            if topic in s.subscriptions:
+                s.deliver(line)
+                count += 1
+        return count

@@ -12,7 +12,7 @@ from __future__ import annotations
 import errno
 from dataclasses import dataclass
 
-from .console import CommandError, Context
+from .console import Audience, CommandError, Context
 
 
 @dataclass(frozen=True)
@@ -56,21 +56,18 @@ def hash_message(mac: bytes, vlan: int, port: int) -> str:
     return f"{':'.join(f'{b:02x}' for b in mac)} VLAN {vlan >> 8:02x}:{vlan & 0xff:02x} Port {port}"
 
 
-class DebugHub:
-    """Who listens to what. Sessions are any objects with a `deliver(bytes)` method and
-    a `subscriptions` set; `on_hash_interest(bool)` is told when hash events start or
-    stop being wanted, so the data plane only queues them while someone listens."""
+class DebugHub(Audience):
+    """Who listens to which category: the open console sessions (an Audience), with
+    `on_hash_interest(bool)` told when hash events start or stop being wanted, so the data
+    plane only queues them while someone listens."""
 
     def __init__(self, on_hash_interest=None):
-        self.sessions: set = set()
+        super().__init__()
         self.on_hash_interest = on_hash_interest or (lambda on: None)
         self._hash_wanted = False
 
-    def attach(self, session) -> None:
-        self.sessions.add(session)
-
-    def detach(self, session) -> None:
-        self.sessions.discard(session)
+    def leave(self, session) -> None:
+        super().leave(session)
         self._update()
 
     def _update(self) -> None:
@@ -80,11 +77,8 @@ class DebugHub:
             self.on_hash_interest(wanted)
 
     def emit(self, path: str, message: str) -> None:
-        line = None
-        for s in list(self.sessions):
-            if path in s.subscriptions:
-                line = line or event_line(path, message)
-                s.deliver(line)
+        if self.wants(path):
+            self.publish(path, event_line(path, message))
 
     # --- commands
     def add(self, session, prefix: str) -> None:

@@ -1,8 +1,9 @@
-"""Where console sessions come from: the -M management socket and standard input.
+"""Where console sessions come from: a -M management socket and standard input.
 
 Only moves bytes between clients and console.ConsoleSession; every decision about
-commands and replies is made there. Any number of socket sessions run at once; a slow
-or vanished client only ends its own session.
+commands and replies is made there. What a program (pyvde-switch, pyvde-wirefilter)
+gives its consoles is a ConsoleHost. Socket sessions run at once, up to the host's
+max_sessions; a slow or vanished client only ends its own session.
 """
 from __future__ import annotations
 
@@ -12,20 +13,36 @@ import math
 import os
 import sys
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import trio
 
-from .console import ConsoleSession
+from .console import PROMPT, Audience, CommandTable, ConsoleSession
 from .listeners import accept_loop, close_listener, listen_unix
 
 log = logging.getLogger("pyvde-switch")
 MAX_QUEUED = 4096    # replies and events waiting for a slow console client
 PARTIAL_LINE_WAIT = 0.2   # seconds of silence that end a line sent without "\n"
+TOO_MANY = "too many mgmt connections"   # wirefilter's words; the line a refused client gets
+
+
+@dataclass
+class ConsoleHost:
+    """What a program gives the code that serves its consoles."""
+    commands: CommandTable
+    banner: str                      # a socket session's first text, before the prompt
+    shutdown: Callable[[], None]     # a session ended with `shutdown` (or Ctrl-D on a tty)
+    prompt: bytes = PROMPT
+    # The open sessions: each joins when it opens and leaves when it ends, so the program
+    # can publish event lines to those that subscribed.
+    audience: Audience = field(default_factory=Audience)
+    max_sessions: int | None = None  # socket sessions at once (None: any number)
 
 
 class MgmtSocket:
-    def __init__(self, switch, path: str, mode: int, gid: int):
-        self.switch = switch
+    def __init__(self, host: ConsoleHost, path: str, mode: int, gid: int):
+        self.host = host
         self.path = path
         self.mode = mode
         self.gid = gid
@@ -43,7 +60,11 @@ class MgmtSocket:
         await accept_loop(self.listener, self.path, self._session)
 
     async def _session(self, conn) -> None:
-        session = self.switch.new_console_session()
+        limit = self.host.max_sessions
+        if limit is not None and self.sessions >= limit:
+            await _refuse(conn)
+            return
+        session = ConsoleSession(self.host.commands, self.host.prompt)
         self.sessions += 1
         # One writer sends replies and debug events in the order they were made, so an
         # event caused by a command comes before that command's status line.
@@ -58,6 +79,7 @@ class MgmtSocket:
                 pass
 
         session.deliver = deliver
+        self.host.audience.join(session)
         try:
             async with trio.SocketStream(conn) as stream:
                 async with trio.open_nursery() as nursery:
@@ -73,11 +95,11 @@ class MgmtSocket:
         finally:
             session.deliver = lambda event: None
             self.sessions -= 1
-            self.switch.end_console_session(session)
+            self.host.audience.leave(session)
 
     async def _reader(self, stream, session, send) -> None:
         try:
-            await send.send(self.switch.banner().encode() + session.prompt)
+            await send.send(self.host.banner.encode() + session.prompt)
             while not session.closed:
                 data = None
                 # vdeterm sends each command without "\n": a line the client stops in
@@ -92,7 +114,7 @@ class MgmtSocket:
                     await send.send(reply.text)
                     if reply.action == "shutdown":
                         log.info("shutdown requested on the management console")
-                        self.switch.request_shutdown()
+                        self.host.shutdown()
                 if data == b"":
                     break
         except _GONE:
@@ -127,16 +149,41 @@ async def _linger(stream) -> None:
             pass
 
 
-async def serve_stdin(switch) -> None:
+async def _refuse(conn) -> None:
+    """One session too many: the client reads why, then end of file (wirefilter only logs
+    the line and closes)."""
+    log.warning(TOO_MANY)
+    with contextlib.suppress(*_GONE):
+        async with trio.SocketStream(conn) as stream:
+            with trio.move_on_after(LINGER_SECONDS):
+                await stream.send_all(TOO_MANY.encode() + b"\n")
+            await _linger(stream)
+
+
+def stdin_usable() -> bool:
+    """A console on stdin only if stdin is open and, for a terminal, ours (not a background job)."""
+    try:
+        os.fstat(0)
+    except OSError:
+        return False
+    if os.isatty(0):
+        try:
+            return os.tcgetpgrp(0) == os.getpgrp()
+        except OSError:
+            return False
+    return True
+
+
+async def serve_stdin(host: ConsoleHost) -> None:
     """vde_switch's console on standard input (§4.4): no banner; the prompt only on a tty.
 
     stdin is read by a helper thread with blocking reads, so the terminal's file status
-    flags are never changed. End of input on a terminal (Ctrl-D) stops the switch, as
+    flags are never changed. End of input on a terminal (Ctrl-D) shuts the program down, as
     vde_switch does; end of a pipe or /dev/null only ends this console (vde_switch would
     exit, which surprises everyone who starts it in the background).
     """
     tty = os.isatty(0)
-    session = ConsoleSession(switch.commands, prompt=b"\nvde$ " if tty else b"", on_stdin=True)
+    session = ConsoleSession(host.commands, prompt=host.prompt if tty else b"", on_stdin=True)
     out = sys.stdout.buffer
 
     def deliver(event: bytes) -> None:
@@ -147,7 +194,6 @@ async def serve_stdin(switch) -> None:
             pass
 
     session.deliver = deliver
-    switch.debug.attach(session)
     send, receive = trio.open_memory_channel(16)
     token = trio.lowlevel.current_trio_token()
 
@@ -168,19 +214,22 @@ async def serve_stdin(switch) -> None:
     if tty:
         out.write(session.prompt.lstrip(b"\n"))
         out.flush()
-    async with receive:
-        async for data in receive:
-            replies = session.receive(data) if data else session.end_of_input()
-            for reply in replies:
-                out.write(reply.text)
-                out.flush()
-                if reply.action == "shutdown":
-                    switch.request_shutdown()
-            if not data:
-                break
-    switch.debug.detach(session)
+    host.audience.join(session)
+    try:
+        async with receive:
+            async for data in receive:
+                replies = session.receive(data) if data else session.end_of_input()
+                for reply in replies:
+                    out.write(reply.text)
+                    out.flush()
+                    if reply.action == "shutdown":
+                        host.shutdown()
+                if not data:
+                    break
+    finally:
+        host.audience.leave(session)
     if tty:
         log.info("EOF on stdin, cleaning up and exiting")
-        switch.request_shutdown()
+        host.shutdown()
     else:
-        log.debug("standard input ended; the switch keeps running")
+        log.debug("standard input ended; its console is closed, the rest keeps running")

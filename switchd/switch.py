@@ -16,12 +16,12 @@ import time
 import trio
 
 from . import capture, console, control_socket, debug, mac_table, ports, vlans
-from .console import CommandTable, ConsoleSession, Context, SessionEnd
+from .console import CommandTable, Context, SessionEnd
 from .control_request import Request
 from .control_socket import ControlSocket, StartupError
 from .daemon import held_stop_signal
 from .dataplane import EV_CAPTURE_ERROR, EV_HASH_ADD, EV_HASH_DEL, DataPlane
-from .mgmt_socket import MgmtSocket, serve_stdin
+from .mgmt_socket import ConsoleHost, MgmtSocket, serve_stdin, stdin_usable
 from .options import VERSION, Options
 from .permissions import GroupError, Permissions
 from .ports import Endpoint, PortTable
@@ -45,15 +45,19 @@ class Switch:
         self.table_times = mac_table.TableTimes()
         self.control = ControlSocket(self, os.path.abspath(opts.sock), self.perms,
                                      opts.handshake_timeout)
-        self.mgmt = (MgmtSocket(self, os.path.abspath(opts.mgmt), self.perms.mgmt_mode,
-                                self.perms.mgmt_gid) if opts.mgmt else None)
-        self.sessions: set[ConsoleSession] = set()
+        self.mgmt: MgmtSocket | None = None    # made once the commands are (showinfo shows it)
         self.debug = debug.DebugHub(on_hash_interest=self.dataplane.set_hash_events)
         self.vlans = vlans.Vlans(self)
         self.captures = capture.Captures(self)
         self._shutdown = None
         self._shutdown_requested = False
         self.commands = self._build_commands()
+        # The consoles' sessions are the debug hub's audience: debug/add subscribes them.
+        self.consoles = ConsoleHost(self.commands, self.banner(), self.request_shutdown,
+                                    audience=self.debug)
+        if opts.mgmt:
+            self.mgmt = MgmtSocket(self.consoles, os.path.abspath(opts.mgmt),
+                                   self.perms.mgmt_mode, self.perms.mgmt_gid)
 
     # --- files
     def open(self) -> None:
@@ -122,16 +126,6 @@ class Switch:
     def banner(self) -> str:
         return (f"pyvde-switch V.{VERSION}\n"
                 "(C) the pyvde developers - MIT licence; speaks VDE switch 2.3.2's protocol\n")
-
-    def new_console_session(self) -> ConsoleSession:
-        s = ConsoleSession(self.commands)
-        self.sessions.add(s)
-        self.debug.attach(s)
-        return s
-
-    def end_console_session(self, s: ConsoleSession) -> None:
-        self.sessions.discard(s)
-        self.debug.detach(s)
 
     def ports_resized(self, numports: int) -> None:
         self.captures.ports_resized(numports)
@@ -225,8 +219,8 @@ class Switch:
                 nursery.start_soon(self.control.serve)
                 if self.mgmt:
                     nursery.start_soon(self.mgmt.serve)
-                if not self.opts.daemon and not self.opts.nostdin and _stdin_usable():
-                    nursery.start_soon(serve_stdin, self)
+                if not self.opts.daemon and not self.opts.nostdin and stdin_usable():
+                    nursery.start_soon(serve_stdin, self.consoles)
                 await self._shutdown.wait()
                 nursery.cancel_scope.cancel()
         finally:
@@ -258,20 +252,6 @@ class Switch:
                     continue
                 log.info("%s received, cleaning up and exiting", signal.Signals(sig).name)
                 self.request_shutdown()
-
-
-def _stdin_usable() -> bool:
-    """A console on stdin only if stdin is open and, for a terminal, ours (not a background job)."""
-    try:
-        os.fstat(0)
-    except OSError:
-        return False
-    if os.isatty(0):
-        try:
-            return os.tcgetpgrp(0) == os.getpgrp()
-        except OSError:
-            return False
-    return True
 
 
 def _unlink(path: str) -> None:

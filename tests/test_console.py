@@ -15,9 +15,13 @@ import time
 from dataclasses import dataclass, field
 
 import pytest
+import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from vdetest import frame, need_tool, wait_for
+from vdetest import UnixTerm, frame, need_tool, wait_for
+
+from switchd.console import CommandTable
+from switchd.mgmt_socket import ConsoleHost, MgmtSocket
 
 A, B = "02:00:00:00:00:0a", "02:00:00:00:00:0b"
 BCAST = "ff:ff:ff:ff:ff:ff"
@@ -135,39 +139,6 @@ def wait_active(sw, port: int) -> None:
 
 
 # ------------------------------------------------------------------ 1. unixterm and vdeterm
-
-class UnixTerm:
-    """Debian's unixterm: stdin relayed to the socket, the socket to stdout."""
-
-    def __init__(self, path: str):
-        self.proc = subprocess.Popen(["unixterm", path], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE)
-        self.out = b""
-
-    def wait_for(self, marker: bytes, count: int = 1, timeout: float = 5.0) -> None:
-        deadline = time.monotonic() + timeout
-        while self.out.count(marker) < count:
-            left = deadline - time.monotonic()
-            assert left > 0, f"unixterm: no {marker!r} (x{count}) in {self.out!r}"
-            ready, _, _ = select.select([self.proc.stdout], [], [], left)
-            if ready:
-                chunk = self.proc.stdout.read1(65536)
-                assert chunk, f"unixterm ended early: {self.out!r}"
-                self.out += chunk
-
-    def type(self, line: str) -> None:
-        """Types a line and waits for the prompt that ends its reply."""
-        prompts = self.out.count(PROMPT)
-        self.proc.stdin.write(line.encode() + b"\n")
-        self.proc.stdin.flush()
-        self.wait_for(PROMPT, prompts + 1)
-
-    def logout(self) -> int:
-        self.proc.stdin.write(b"logout\n")
-        self.proc.stdin.flush()
-        self.out += self.proc.stdout.read()
-        return self.proc.wait(5)
-
 
 @pytest.mark.parametrize("program", ["pyvde", "vde_switch"])
 def test_unixterm_transcript(program, switches, debian_switch, plugs):
@@ -687,6 +658,46 @@ def test_events_go_only_to_subscribed_sessions(switch):
     assert sub.raw("port/allprint 7") == block(*inactive_port(7))   # no event before it
     assert sub.raw("debug/list port/+") == block(*DEBUG_HEAD,
                                                  "port/+                 021 OFF    new port")
+
+
+def test_any_program_can_publish_events_to_the_sessions_that_asked(sockdir):
+    """The generic form (wirefilter's markov-debug uses it): a command subscribes its own
+    session, the program publishes from trio code, and only that session gets the line,
+    in order with its replies, through a real management socket."""
+    table = CommandTable()
+
+    @table.command("watch", "0/1", "node changes on or off")
+    def watch(ctx):
+        (ctx.session.subscribe if ctx.int_arg() else ctx.session.unsubscribe)("node")
+
+    host = ConsoleHost(table, "test\n", lambda: None, prompt=b"\n$ ")
+    mgmt = MgmtSocket(host, str(sockdir / "m"), 0o600, -1)
+    mgmt.open()
+
+    async def reply(stream) -> bytes:
+        out = b""
+        while not out.endswith(b"\n$ "):
+            out += await stream.receive_some(4096)
+        return out
+
+    async def main():
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(mgmt.serve)
+            sub, other = [await trio.open_unix_socket(mgmt.path) for _ in range(2)]
+            assert await reply(sub) == await reply(other) == b"test\n\n$ "
+            await sub.send_all(b"watch 1\n")
+            assert await reply(sub) == b"1000 Success\n\n$ "
+            assert host.audience.publish("node", b"3801 Node 1\n") == 1
+            await other.send_all(b"watch 0\n")
+            assert await reply(other) == b"1000 Success\n\n$ "      # no event for it
+            await sub.send_all(b"watch 0\n")
+            assert await reply(sub) == b"3801 Node 1\n1000 Success\n\n$ "
+            assert host.audience.publish("node", b"3802 Node 2\n") == 0
+            nursery.cancel_scope.cancel()
+    try:
+        trio.run(main)
+    finally:
+        mgmt.close()
 
 
 def test_dead_subscribers_do_not_break_event_delivery(switch, sockdir, plugs):

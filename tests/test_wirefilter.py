@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import math
+import select
 import socket
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from vdetest import Console, RawClient, frame, need_tool, wait_for
+from vdetest import Console, RawClient, UnixTerm, frame, need_tool, wait_for
 
 PYVDE_WIREFILTER = str(Path(__import__("sys").executable).parent / "pyvde-wirefilter")
 A, B = "02:00:00:00:0a:01", "02:00:00:00:0b:01"
@@ -201,11 +202,12 @@ def test_daemon_and_pidfile(two, sockdir):
     s1, s2, a, b = two
     pid = sockdir / "wf.pid"
     r = subprocess.run([PYVDE_WIREFILTER, "--daemon", "--pidfile", str(pid), "-v",
-                        f"{s1.dir}:{s2.dir}"], capture_output=True, text=True, timeout=10,
-                       check=False)
+                        f"{s1.dir}:{s2.dir}", "-M", "wf.mgmt"], capture_output=True, text=True,
+                       timeout=10, check=False, cwd=sockdir)
     assert r.returncode == 0, r.stderr
     wait_for(pid.exists, what="pid file")
     try:
+        assert Console(str(sockdir / "wf.mgmt"), prompt=WF).ok("showinfo")   # relative -M
         wait_cable(s1, s2)
         f = frame("ff:ff:ff:ff:ff:ff", A, b"via the daemon")
         a.send(f)
@@ -215,6 +217,15 @@ def test_daemon_and_pidfile(two, sockdir):
         import signal
         os.kill(int(pid.read_text()), signal.SIGTERM)
     wait_for(lambda: not pid.exists(), what="pid file removed at exit")
+
+
+def test_daemon_with_a_bad_mgmt_path_fails_before_detaching(two, sockdir):
+    s1, s2, _a, _b = two
+    (sockdir / "notasocket").touch()
+    r = subprocess.run([PYVDE_WIREFILTER, "--daemon", "-M", str(sockdir / "notasocket"), "-v",
+                        f"{s1.dir}:{s2.dir}"], capture_output=True, text=True, timeout=10,
+                       check=False)
+    assert r.returncode == 1 and "notasocket exists and is not a socket" in r.stderr
 
 
 def test_in_a_dpipe_chain_with_debian_vde_plug(two, sockdir):
@@ -259,6 +270,124 @@ def test_one_side_on_stdin_stdout(two):
         g = frame(A, B, b"back")
         b.send(g)
         assert a.recv() == g
+    finally:
+        p.terminate()
+        assert p.wait(10) == 0
+
+
+# ------------------------------------------------------------------ the consoles
+
+def showinfo_block(loss: str = "0+0U") -> bytes:
+    """showinfo's reply on a wire with nothing set but loss (both directions)."""
+    lines = ["WireFilter: bidirectional", f"Loss   L->R {loss}   R->L {loss}",
+             "Lburst L->R 0+0U   R->L 0+0U", "Delay  L->R 0+0U   R->L 0+0U",
+             "Dup    L->R 0+0U   R->L 0+0U", "Bandw  L->R 0+0U   R->L 0+0U",
+             "Speed  L->R 0+0U   R->L 0+0U", "Noise  L->R 0+0U   R->L 0+0U",
+             # wirefilter's printf formats, trailing spaces included
+             "MTU    L->R 0     R->L 0   ", "Cap.   L->R 0+0U   R->L 0+0U",
+             "Current Delay Queue size:   L->R 0      R->L 0   ", "Fifoness TRUE",
+             "Waiting packets in delay queues 0"]
+    return ("0000 DATA END WITH '.'\n" + "".join(f"{ln}\n" for ln in lines)
+            + ".\n1000 Success\n").encode()
+
+
+def read_until(pipe, end: bytes, timeout: float = 5.0) -> bytes:
+    out = b""
+    deadline = time.monotonic() + timeout
+    while not out.endswith(end):
+        left = deadline - time.monotonic()
+        assert left > 0 and select.select([pipe], [], [], left)[0], f"no {end!r} in {out!r}"
+        chunk = pipe.read1(4096)
+        assert chunk, f"end of output before {end!r}: {out!r}"
+        out += chunk
+    return out
+
+
+def test_console_through_unixterm(two, wf):
+    """A whole unixterm session, byte for byte: banner, showinfo, a live setting, logout."""
+    need_tool("unixterm")
+    s1, s2, _a, _b = two
+    w = wf(s1.dir, s2.dir)
+    term = UnixTerm(w.mgmt, prompt=WF)
+    term.wait_for(WF)
+    for line in ["showinfo", "loss 5", "showinfo"]:
+        term.type(line)
+    assert term.logout() == 0
+    assert term.out == (b"\nVDE wirefilter (pyvde-wirefilter 0.1.0)\n"
+                        b"(C) the pyvde developers - MIT licence\n" + WF
+                        + showinfo_block() + WF
+                        + b"1000 Success\n" + WF
+                        + showinfo_block("5+0U") + WF
+                        + b"9999 END OF SESSION")
+
+
+def test_a_fourth_mgmt_session_is_refused(two, wf):
+    """As wirefilter: three sessions at once; a fourth client is told why and closed."""
+    s1, s2, _a, _b = two
+    w = wf(s1.dir, s2.dir)
+    open_ = [Console(w.mgmt, prompt=WF) for _ in range(3)]
+    extra = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    extra.settimeout(5)
+    extra.connect(w.mgmt)
+    got = b""
+    while chunk := extra.recv(4096):
+        got += chunk
+    extra.close()
+    assert got == b"too many mgmt connections\n"
+    for c in open_:                             # the three go on unharmed
+        assert c.ok("showinfo")[0] == "WireFilter: bidirectional"
+    open_.pop().close()                         # one leaves: a new client gets its place
+
+    def admitted():
+        try:
+            open_.append(Console(w.mgmt, prompt=WF))
+            return True
+        except EOFError:
+            return False
+    wait_for(admitted, what="a session after one of three closed")
+    open_[-1].sock.sendall(b"shutdown\n")
+    assert w.wait(5) == 0
+    assert "too many mgmt connections" in w.stderr.read()
+
+
+def test_stdin_console_between_two_switches(two):
+    """Switches on both sides and no --daemon: stdin/stdout are a console (no prompt on a
+    pipe), and `shutdown` there stops the wirefilter."""
+    s1, s2, _a, _b = two
+    p = subprocess.Popen([PYVDE_WIREFILTER, "-v", f"{s1.dir}:{s2.dir}", "-l", "5"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_cable(s1, s2)
+        p.stdin.write(b"showinfo\n")
+        p.stdin.flush()
+        assert read_until(p.stdout, b"1000 Success\n") == showinfo_block("5+0U")
+        p.stdin.write(b"shutdown\n")
+        p.stdin.flush()
+        assert p.wait(5) == 0
+        assert p.stdout.read() == b"9999 END OF SESSION"
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def test_end_of_a_stdin_pipe_only_closes_that_console(two):
+    """Commands piped in are run; at the end of the pipe the wirefilter keeps going."""
+    s1, s2, a, b = two
+    p = subprocess.Popen([PYVDE_WIREFILTER, "-v", f"{s1.dir}:{s2.dir}"], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        p.stdin.write(b"loss RL100\n")
+        p.stdin.close()
+        assert read_until(p.stdout, b"1000 Success\n") == b"1000 Success\n"
+        wait_cable(s1, s2)
+        time.sleep(0.3)
+        assert p.poll() is None
+        f = frame("ff:ff:ff:ff:ff:ff", A, b"still carried")
+        a.send(f)
+        assert b.recv() == f
+        b.send(frame(A, B, b"lost"))
+        a.recv_none()
     finally:
         p.terminate()
         assert p.wait(10) == 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -126,6 +127,41 @@ class Console:
 
     def close(self) -> None:
         self.sock.close()
+
+
+class UnixTerm:
+    """Debian's unixterm: stdin relayed to the socket, the socket to stdout; prompt is the
+    one that ends each reply (vde_switch's by default)."""
+
+    def __init__(self, path: str, prompt: bytes = b"\nvde$ "):
+        self.prompt = prompt
+        self.proc = subprocess.Popen(["unixterm", path], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE)
+        self.out = b""
+
+    def wait_for(self, marker: bytes, count: int = 1, timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.out.count(marker) < count:
+            left = deadline - time.monotonic()
+            assert left > 0, f"unixterm: no {marker!r} (x{count}) in {self.out!r}"
+            ready, _, _ = select.select([self.proc.stdout], [], [], left)
+            if ready:
+                chunk = self.proc.stdout.read1(65536)
+                assert chunk, f"unixterm ended early: {self.out!r}"
+                self.out += chunk
+
+    def type(self, line: str) -> None:
+        """Types a line and waits for the prompt that ends its reply."""
+        prompts = self.out.count(self.prompt)
+        self.proc.stdin.write(line.encode() + b"\n")
+        self.proc.stdin.flush()
+        self.wait_for(self.prompt, prompts + 1)
+
+    def logout(self) -> int:
+        self.proc.stdin.write(b"logout\n")
+        self.proc.stdin.flush()
+        self.out += self.proc.stdout.read()
+        return self.proc.wait(5)
 
 
 # ------------------------------------------------------------------ switches
