@@ -565,10 +565,11 @@ def main(argv: list[str] | None = None) -> int:
         if opts.mgmt:            # before daemonizing: failures reach stderr, relative paths work
             mgmt = MgmtSocket(host, os.path.abspath(opts.mgmt), opts.mgmtmode, -1)
             mgmt.open()
+        pidfile_path = os.path.abspath(opts.pidfile) if opts.pidfile else None   # before cd /
         if opts.daemon:          # before the engine thread starts: fork keeps no threads
             daemonize()
         if opts.pidfile:
-            pidfile = PidFile(opts.pidfile)
+            pidfile = PidFile(pidfile_path)
             pidfile.write()
         if opts.blink:           # the default id is the pid: the daemon's, as in the pidfile
             open_blink(w, opts.blink, opts.blinkid or f"{os.getpid():06d}")

@@ -201,9 +201,9 @@ def test_missing_switch_is_one_line(sockdir):
 def test_daemon_and_pidfile(two, sockdir):
     s1, s2, a, b = two
     pid = sockdir / "wf.pid"
-    r = subprocess.run([PYVDE_WIREFILTER, "--daemon", "--pidfile", str(pid), "-v",
+    r = subprocess.run([PYVDE_WIREFILTER, "--daemon", "--pidfile", "wf.pid", "-v",
                         f"{s1.dir}:{s2.dir}", "-M", "wf.mgmt"], capture_output=True, text=True,
-                       timeout=10, check=False, cwd=sockdir)
+                       timeout=10, check=False, cwd=sockdir)     # relative paths
     assert r.returncode == 0, r.stderr
     wait_for(pid.exists, what="pid file")
     try:
