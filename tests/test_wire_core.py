@@ -51,6 +51,18 @@ def run(w, n, length=100, gap_us=1000, deliver=True):
     return out
 
 
+def loss_runs(drops):
+    """Lengths of the runs of consecutive losses."""
+    runs, cur = [], 0
+    for x in drops:
+        if x:
+            cur += 1
+        elif cur:
+            runs.append(cur)
+            cur = 0
+    return runs
+
+
 def binomial_999(n, p):
     """The 99.9% interval of a Binomial(n, p) count (normal approximation)."""
     sd = math.sqrt(n * p * (1 - p))
@@ -71,15 +83,8 @@ def test_gilbert_mean_burst_and_loss_rate(loss, burst):
     n = 400_000
     out = run(wire(seed=7, loss=loss, lostburst=burst), n)
     drops = [a == lib.WIRE_DROP_LOSS for a, _, _ in out]
-    bursts, cur = [], 0
-    for x in drops:
-        if x:
-            cur += 1
-        elif cur:
-            bursts.append(cur)
-            cur = 0
     assert sum(drops) / n == pytest.approx(loss / 100, rel=0.05)
-    assert statistics.mean(bursts) == pytest.approx(burst, rel=0.05)
+    assert statistics.mean(loss_runs(drops)) == pytest.approx(burst, rel=0.05)
 
 
 def ks_statistic(sample, cdf):
@@ -167,18 +172,6 @@ def test_same_seed_same_pattern_other_seed_other_pattern():
 
 
 # ---------------------------------------------------------------- netem's models
-
-def loss_runs(drops):
-    """Lengths of the runs of consecutive losses."""
-    runs, cur = [], 0
-    for x in drops:
-        if x:
-            cur += 1
-        elif cur:
-            runs.append(cur)
-            cur = 0
-    return runs
-
 
 @pytest.mark.parametrize("p,r,h1,k1", [(1, 10, 100, 0), (5, 25, 70, 0.1), (2, 50, 100, 1)])
 def test_gilbert_elliott_loss_rate_and_burst(p, r, h1, k1):

@@ -24,6 +24,17 @@ from vdetest import Console, frame
 __all__ = ["two", "wf"]     # fixtures, imported for pytest
 
 
+def arrival_times(client, out: list, idle: float) -> None:
+    """Appends the arrival time of every frame client receives until it is idle."""
+    client.data.settimeout(idle)
+    while True:
+        try:
+            client.data.recv(65536)
+        except TimeoutError:
+            return
+        out.append(time.monotonic())
+
+
 def test_markov_nodes_switch_the_parameters_live(two, wf):
     s1, s2, a, b = two
     w = wf(s1.dir, s2.dir, "--seed", "3")
@@ -80,25 +91,14 @@ def test_speed_limits_what_the_input_takes(two, wf):
     b.send(frame("ff:ff:ff:ff:ff:ff", B, b"learn"))
     a.recv()
     arrivals = []
+    receiver = threading.Thread(target=arrival_times, args=(b, arrivals, 1.0))
+    receiver.start()
     t_end = time.monotonic() + 2.5
     while time.monotonic() < t_end:                  # offer ~3x the speed
         for _ in range(6):
             a.send(frame(B, A, bytes(986)))          # 1000-byte frames
         time.sleep(0.01)
-        while True:
-            try:
-                b.data.settimeout(0)
-                b.data.recv(65536)
-                arrivals.append(time.monotonic())
-            except (BlockingIOError, TimeoutError):
-                break
-    while True:
-        try:
-            b.data.settimeout(0.3)
-            b.data.recv(65536)
-            arrivals.append(time.monotonic())
-        except TimeoutError:
-            break
+    receiver.join()
     steady = [t for t in arrivals if arrivals[0] + 0.5 <= t <= t_end]
     rate = (len(steady) - 1) * 1000 / (steady[-1] - steady[0])
     assert rate == pytest.approx(speed, rel=0.05)
@@ -150,16 +150,7 @@ def test_rate_within_two_percent(two, wf):
     a.recv()
     n = 1500
     times = []
-
-    def receive():
-        while True:
-            try:
-                b.data.settimeout(1)
-                b.data.recv(65536)
-                times.append(time.monotonic())
-            except TimeoutError:
-                return
-    receiver = threading.Thread(target=receive)
+    receiver = threading.Thread(target=arrival_times, args=(b, times, 1.0))
     receiver.start()
     for i in range(n):                               # 1.5 MB offered in 0.1 s
         a.send(frame(B, A, i.to_bytes(4, "big") + bytes(982)))
