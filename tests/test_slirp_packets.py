@@ -82,6 +82,14 @@ def test_checksum_is_rfc1071(data):
                     data + b"\x00" + struct.pack("!H", checksum(data))) == 0
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=9000), st.integers(0, 0xFFFFF))
+def test_checksum_short_and_long_paths_agree_with_scapy(data, initial):
+    assert checksum(data) == scapy_checksum(data)
+    assert checksum(data, initial) == checksum(data + b"\x00" * (len(data) & 1)
+                                               + initial.to_bytes(4, "big"))
+
+
 def test_checksum_initial_is_a_partial_sum():
     data = bytes(range(1, 41))
     assert checksum(data[20:], int.from_bytes(data[:20], "big") % 0xFFFF) == checksum(data)
