@@ -365,3 +365,17 @@ def test_the_bootp_area_is_padded_to_300_bytes():
     ip = parse_ipv4(parse_ethernet(offer).payload)
     assert len(parse_udp(ip).payload) == 300
     assert struct.unpack("!H", offer[16:18])[0] == 20 + 8 + 300
+
+
+def test_a_flood_of_discovers_does_not_lock_out_a_real_client():
+    """Offers are taken back, oldest first, when nothing else is free: 500 DISCOVERs from
+    made-up MACs, then a real client still completes DISCOVER/REQUEST."""
+    net = Network.from_text()
+    server = DhcpServer(net)
+    for i in range(500):
+        server.handle(bytes([2, 0, 0, 1, i >> 8, i & 255]),
+                      request(bytes([2, 0, 0, 1, i >> 8, i & 255]), "discover", xid=i), 10.0)
+    mac = bytes.fromhex("020000000abc")
+    offer = server.handle(mac, request(mac, "discover", xid=9999), 11.0)
+    assert offer, server.counts
+    assert server.counts["DHCP offer taken back"] >= 485

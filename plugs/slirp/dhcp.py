@@ -6,7 +6,8 @@ net.dhcp_start, leases of `lease_time` seconds, replies from router:67 to
 udhcpc accepts that in every state), a valid IP checksum and no IP options. Unlike slirp,
 leases expire, RELEASE frees an address, DECLINE blocks one and INFORM is answered.
 
-An OFFER reserves its address for `offer_time` seconds, so that clients discovering at the
+An OFFER reserves its address for `offer_time` seconds (unless only offers are left: then
+the oldest offer goes to the new client), so that clients discovering at the
 same time get different addresses; a client keeps its address across expiry until another
 client needs it (never-used addresses are handed out first).
 """
@@ -256,6 +257,7 @@ class DhcpServer:
         if own is not None and self._available(own, mac, now):
             return own
         best: IPv4Address | None = None
+        offered: IPv4Address | None = None
         for ip in self.pool:
             if self._blocked.get(ip, now) > now:
                 continue
@@ -265,6 +267,14 @@ class DhcpServer:
             if lease.expires <= now and (best is None
                                          or lease.expires < self._leases[best].expires):
                 best = ip
+            if not lease.bound and (offered is None
+                                    or lease.expires < self._leases[offered].expires):
+                offered = ip
+        if best is None and offered is not None:
+            # only offers left: the oldest goes to this client, so a flood of DISCOVERs
+            # from made-up MACs recycles offers and never locks real clients out
+            self.counts["DHCP offer taken back"] += 1
+            return offered
         return best
 
     def _bind(self, ip: IPv4Address, mac: bytes, expires: float, bound: bool) -> None:

@@ -1,0 +1,622 @@
+"""The router's I/O shell: frames in and out of the virtual network, host sockets, timers.
+
+Every decision is made by the pure cores (arp, dhcp, udp, icmp, tcp, tftp); this module
+parses frames, hands them to the right core with the time, and carries out what the cores
+answer: frames to the guests and operations on host sockets. Bad frames are counted by
+reason and dropped; nothing a guest sends stops the router.
+"""
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import select
+import socket
+import struct
+from collections import Counter, deque
+from ipaddress import IPv4Address
+
+import trio
+
+from . import packets as pk
+from .arp import Neighbours, arp_reply, arp_request
+from .dhcp import DhcpServer
+from .dns import Resolvers
+from .icmp import PingFlows, local_echo_reply
+from .net import Network
+from .tcp import (
+    Close,
+    Connect,
+    Consume,
+    Peek,
+    Segment,
+    Send,
+    ShutdownWrite,
+    TcpConnection,
+    ToGuest,
+    WantReadable,
+)
+from .tftp import TftpError, TftpServer
+from .udp import UdpFlows
+
+log = logging.getLogger("pyvde-slirp")
+TICK = 0.005                    # seconds between timer checks
+PENDING_LIMIT = 64              # packets held per address while its MAC is asked for
+PENDING_TIME = 1.0              # seconds they are held
+MAX_TCP = 1024                  # connections at once
+LOOPBACK = IPv4Address("127.0.0.1")
+SO_RCVLOWAT = socket.SO_RCVLOWAT
+POLLRDHUP = getattr(select, "POLLRDHUP", 0x2000)
+
+
+class Link:
+    """The virtual network side: one frame per datagram (a switch), or the record stream
+    of vde_plug on stdin/stdout (-s -)."""
+
+    def __init__(self, sock: socket.socket | None):
+        self.sock = sock
+        self.buf = bytearray()
+        self.dropped = 0
+        if sock is None:
+            os.set_blocking(0, False)
+        else:
+            sock.setblocking(False)
+
+    async def frames(self):
+        while True:
+            if self.sock is not None:
+                await trio.lowlevel.wait_readable(self.sock)
+                batch = []
+                while len(batch) < 64:
+                    try:
+                        batch.append(self.sock.recv(65536))
+                    except (BlockingIOError, InterruptedError):
+                        break
+                    except ConnectionRefusedError:
+                        return              # the switch went away
+                yield batch
+            else:
+                await trio.lowlevel.wait_readable(0)
+                try:
+                    data = os.read(0, 1 << 16)
+                except BlockingIOError:
+                    continue
+                if not data:
+                    return
+                self.buf += data
+                batch = []
+                while len(self.buf) >= 2:
+                    n = (self.buf[0] << 8) | self.buf[1]
+                    if len(self.buf) < 2 + n:
+                        break
+                    batch.append(bytes(self.buf[2:2 + n]))
+                    del self.buf[:2 + n]
+                yield batch
+
+    def send(self, frame: bytes) -> None:
+        try:
+            if self.sock is not None:
+                self.sock.send(frame, socket.MSG_DONTWAIT)
+            else:
+                os.write(1, struct.pack("!H", len(frame)) + frame)
+        except (BlockingIOError, InterruptedError):
+            self.dropped += 1           # the switch cannot take it now: lost, as on a wire
+        except OSError:
+            self.dropped += 1
+
+
+class Router:
+    def __init__(self, opts, net: Network, link: Link, resolvers: Resolvers):
+        self.opts = opts
+        self.net = net
+        self.link = link
+        self.counters: Counter[str] = Counter()
+        self.neighbours = Neighbours()
+        self.pending: dict[IPv4Address, deque] = {}
+        self.dhcp = DhcpServer(net) if opts.dhcp else None
+        self.resolvers = resolvers
+        self.udp = UdpFlows(net, resolvers)
+        self.udp_forward_socks: dict[int, socket.socket] = {}   # -U host port -> its socket
+        self.pings = PingFlows()
+        self.tftp = TftpServer(self._tftp_read) if opts.tftp else None
+        self.tcp: dict[tuple, TcpShell] = {}
+        self.nursery: trio.Nursery | None = None
+        self.isn = int.from_bytes(os.urandom(4), "big")
+        self.our_macs = (net.router_mac, net.mac_for(net.dns))
+
+    # ------------------------------------------------------------------ running
+    async def run(self, listeners: list[socket.socket] = ()) -> None:
+        async with trio.open_nursery() as nursery:
+            self.nursery = nursery
+            nursery.start_soon(self._timers)
+            for fwd, lsock in self.tcp_listeners():
+                nursery.start_soon(self._accept_loop, fwd, lsock)
+            for fwd, lsock in self.udp_listeners():
+                nursery.start_soon(self._udp_forward_loop, fwd, lsock)
+            async for batch in self.link.frames():
+                now = trio.current_time()
+                for frame in batch:
+                    self.handle_frame(frame, now)
+            nursery.cancel_scope.cancel()
+
+    def tcp_listeners(self):
+        return getattr(self, "_tcp_listeners", [])
+
+    def udp_listeners(self):
+        return getattr(self, "_udp_listeners", [])
+
+    def open_forwards(self) -> None:
+        """-L and -U: listening sockets on every host address, before the router runs."""
+        self._tcp_listeners, self._udp_listeners = [], []
+        for fwd in self.opts.tcp_forwards:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("0.0.0.0", fwd.host_port))
+            s.listen(64)
+            s.setblocking(False)
+            self._tcp_listeners.append((fwd, s))
+        for fwd in self.opts.udp_forwards:
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind(("0.0.0.0", fwd.host_port))
+            s.setblocking(False)
+            self.udp.forward(fwd.host_port, IPv4Address(fwd.guest_addr), fwd.guest_port)
+            self.udp_forward_socks[fwd.host_port] = s
+            self._udp_listeners.append((fwd, s))
+
+    async def _timers(self) -> None:
+        while True:
+            await trio.sleep(TICK)
+            now = trio.current_time()
+            for shell in list(self.tcp.values()):
+                d = shell.conn.next_deadline()
+                if d is not None and d <= now:
+                    shell.apply(shell.conn.timer(now))
+            for flow in self.udp.expire(now):
+                self._close_udp(flow)
+            for flow in self.pings.expire(now):
+                self._close_ping(flow)
+            if self.tftp is not None:
+                for client, payload in self.tftp.timer(now):
+                    self._send_udp(self.net.host, 69, client[0], client[1], payload)
+            for ip in [ip for ip, q in self.pending.items() if q and q[0][0] + PENDING_TIME < now]:
+                self.counters["no MAC for guest address"] += len(self.pending.pop(ip))
+
+    # ------------------------------------------------------------------ frames in
+    def handle_frame(self, frame: bytes, now: float) -> None:
+        try:
+            eth = pk.parse_ethernet(frame)
+            if eth.ethertype == pk.ETH_ARP:
+                self._arp(eth, now)
+            elif eth.ethertype == pk.ETH_IP and (eth.dst[0] & 1 or eth.dst in self.our_macs):
+                self._ip(eth, pk.parse_ipv4(eth.payload), now)
+            # other ethertypes (IPv6, LLDP...) and frames for other guests are not for us
+        except pk.PacketError as e:
+            self.counters[str(e)] += 1
+        except TftpError as e:
+            self.counters[f"tftp: {e}"] += 1
+
+    def _arp(self, eth: pk.Ethernet, now: float) -> None:
+        arp = pk.parse_arp(eth.payload)
+        if arp.spa in self.net.network and arp.spa != IPv4Address(0) and not self.net.is_ours(arp.spa):
+            self._learn(arp.spa, arp.sha, now)
+        reply = arp_reply(self.net, arp)
+        if reply is not None:
+            self.link.send(reply)
+
+    def _learn(self, ip: IPv4Address, mac: bytes, now: float) -> None:
+        self.neighbours.learn(ip, mac, now)
+        waiting = self.pending.pop(ip, None)
+        for _, packet in waiting or ():
+            self.link.send(pk.ip_frame(mac, self.net.router_mac, packet))
+
+    def _ip(self, eth: pk.Ethernet, ip: pk.IPv4, now: float) -> None:
+        if ip.src in self.net.network and not self.net.is_ours(ip.src):
+            self._learn(ip.src, eth.src, now)
+        if ip.proto == pk.PROTO_UDP:
+            self._udp(eth, ip, pk.parse_udp(ip), now)
+        elif ip.proto == pk.PROTO_TCP:
+            self._tcp(ip, pk.parse_tcp(ip), now)
+        elif ip.proto == pk.PROTO_ICMP:
+            self._icmp(ip, pk.parse_icmp(ip), now)
+        else:
+            self.counters["IP protocol not handled"] += 1
+
+    # ------------------------------------------------------------------ frames out
+    def to_guest(self, dst: IPv4Address, packet: bytes, now: float | None = None) -> None:
+        """An IPv4 packet for a guest: framed to its MAC, or held while its MAC is asked."""
+        mac = self.neighbours.lookup(dst)
+        if mac is not None:
+            self.link.send(pk.ip_frame(mac, self.net.router_mac, packet))
+            return
+        if dst == IPv4Address("255.255.255.255"):
+            self.link.send(pk.ip_frame(pk.BROADCAST_MAC, self.net.router_mac, packet))
+            return
+        q = self.pending.setdefault(dst, deque())
+        if len(q) >= PENDING_LIMIT:
+            self.counters["held for ARP: limit"] += 1
+            return
+        q.append((trio.current_time() if now is None else now, packet))
+        if len(q) == 1:
+            self.link.send(arp_request(self.net, dst))
+
+    def _send_udp(self, src: IPv4Address, sport: int, dst: IPv4Address, dport: int,
+                  payload: bytes) -> None:
+        self.to_guest(dst, pk.build_ipv4(src, dst, pk.PROTO_UDP,
+                                         pk.build_udp(src, dst, sport, dport, payload)))
+
+    def send_tcp(self, key: tuple, seg: Segment) -> None:
+        guest_ip, guest_port, remote_ip, remote_port = key
+        tcp = pk.build_tcp(remote_ip, guest_ip, remote_port, guest_port, seg.seq, seg.ack,
+                           seg.flags, seg.window, seg.payload, mss=seg.mss, wscale=seg.wscale)
+        self.to_guest(guest_ip, pk.build_ipv4(remote_ip, guest_ip, pk.PROTO_TCP, tcp))
+
+    # ------------------------------------------------------------------ UDP
+    def _udp(self, eth: pk.Ethernet, ip: pk.IPv4, udp: pk.Udp, now: float) -> None:
+        if udp.dport == 67 and self.dhcp is not None:
+            for frame in self.dhcp.handle(eth.src, udp.payload, now):
+                self.link.send(frame)
+            return
+        if self.tftp is not None and ip.dst == self.net.host and udp.dport == 69:
+            for payload in self.tftp.handle((ip.src, udp.sport), udp.payload, now):
+                self._send_udp(self.net.host, 69, ip.src, udp.sport, payload)
+            return
+        got = self.udp.outbound(ip.src, udp.sport, ip.dst, udp.dport, now)
+        for old in self.udp.evicted():
+            self._close_udp(old)
+        if got is None:
+            self.counters["UDP destination refused"] += 1
+            return
+        flow, _ = got
+        if flow.inbound:                # a reply through a -U forward: back to the sender
+            try:
+                self.udp_forward_socks[flow.forward_port].sendto(
+                    udp.payload, (str(flow.host_ip), flow.host_port))
+            except OSError:
+                self.counters["UDP forward reply failed"] += 1
+            return
+        sock = flow.handle
+        if sock is None:
+            try:
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                sock.setblocking(False)
+                sock.connect((str(flow.host_ip), flow.host_port))
+            except OSError as e:
+                self.counters[f"UDP socket: {os.strerror(e.errno or errno.EIO)}"] += 1
+                return
+            flow.handle = sock
+            self.nursery.start_soon(self._udp_replies, flow, sock)
+        try:
+            sock.send(udp.payload)
+        except OSError:
+            self.counters["UDP send to host failed"] += 1
+
+    async def _udp_replies(self, flow, sock: socket.socket) -> None:
+        try:
+            while True:
+                await trio.lowlevel.wait_readable(sock)
+                try:
+                    payload = sock.recv(65536)
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError:
+                    continue        # ICMP errors on a connected UDP socket
+                now = trio.current_time()
+                self.udp.touch(flow, now)
+                src, sport = self.udp.inbound_source(flow)
+                self._send_udp(src, sport, flow.guest_ip, flow.guest_port, payload)
+        except (trio.ClosedResourceError, OSError):
+            return
+
+    def _close_udp(self, flow) -> None:
+        sock, flow.handle = flow.handle, None
+        if sock is not None:
+            trio.lowlevel.notify_closing(sock)
+            sock.close()
+
+    async def _udp_forward_loop(self, fwd, lsock: socket.socket) -> None:
+        """-U: datagrams to the host port go to the guest's port (from the router address
+        if they came from the host's loopback); the guest's replies leave through the same
+        socket, back to whoever sent them (udp.py keeps the flow)."""
+        while True:
+            await trio.lowlevel.wait_readable(lsock)
+            try:
+                payload, peer = lsock.recvfrom(65536)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:
+                continue
+            now = trio.current_time()
+            got = self.udp.inbound(fwd.host_port, IPv4Address(peer[0]), peer[1], now)
+            for old in self.udp.evicted():
+                self._close_udp(old)
+            if got is None:
+                self.counters["UDP forward refused"] += 1
+                continue
+            flow, _ = got
+            src, sport = self.udp.inbound_source(flow)
+            self._send_udp(src, sport, flow.guest_ip, flow.guest_port, payload)
+
+    # ------------------------------------------------------------------ ICMP
+    def _icmp(self, ip: pk.IPv4, icmp: pk.Icmp, now: float) -> None:
+        if icmp.type != 8:
+            self.counters["ICMP other than echo request"] += 1
+            return
+        if self.net.is_ours(ip.dst):
+            reply = local_echo_reply(self.net, ip.src, ip.dst, ip.payload)
+            if reply is not None:
+                self.to_guest(ip.src, reply, now)
+            return
+        if ip.dst in self.net.network or ip.dst.is_multicast or ip.dst == IPv4Address(
+                "255.255.255.255"):
+            return
+        flow, _ = self.pings.outbound(ip.src, icmp.ident, ip.dst, now)
+        for old in self.pings.evicted():
+            self._close_ping(old)
+        sock = flow.handle
+        if sock is None:
+            try:
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP)
+                sock.setblocking(False)
+            except OSError:
+                self.counters["ICMP: no ping sockets (net.ipv4.ping_group_range)"] += 1
+                return
+            flow.handle = sock
+            self.nursery.start_soon(self._ping_replies, flow, sock)
+        try:
+            sock.sendto(pk.build_icmp(8, 0, icmp.ident, icmp.seq, icmp.payload),
+                        (str(ip.dst), 0))
+        except OSError:
+            self.counters["ICMP send failed"] += 1
+
+    def _close_ping(self, flow) -> None:
+        sock, flow.handle = flow.handle, None
+        if sock is not None:
+            trio.lowlevel.notify_closing(sock)
+            sock.close()
+
+    async def _ping_replies(self, flow, sock: socket.socket) -> None:
+        try:
+            while True:
+                await trio.lowlevel.wait_readable(sock)
+                try:
+                    data = sock.recv(65536)
+                except (BlockingIOError, InterruptedError):
+                    continue
+                packet = self.pings.reply_from_host(flow, data)
+                if packet is not None:
+                    self.pings.touch(flow, trio.current_time())
+                    self.to_guest(flow.guest_ip, packet)
+        except (trio.ClosedResourceError, OSError):
+            return
+
+    # ------------------------------------------------------------------ TCP
+    def _tcp(self, ip: pk.IPv4, tcp: pk.Tcp, now: float) -> None:
+        key = (ip.src, tcp.sport, ip.dst, tcp.dport)
+        seg = Segment(tcp.seq, tcp.ack, tcp.flags, tcp.window, tcp.payload, tcp.mss, tcp.wscale)
+        shell = self.tcp.get(key)
+        if shell is not None:
+            shell.apply(shell.conn.from_guest(seg, now))
+            return
+        if tcp.flags & (pk.SYN | pk.ACK | pk.RST) != pk.SYN:
+            if not tcp.flags & pk.RST:      # no such connection: RFC 793's reset
+                rst = (Segment(tcp.ack, 0, pk.RST, 0) if tcp.flags & pk.ACK else
+                       Segment(0, (tcp.seq + len(tcp.payload) + (tcp.flags & pk.SYN and 1)
+                                   + (tcp.flags & pk.FIN and 1)) & 0xFFFFFFFF,
+                               pk.RST | pk.ACK, 0))
+                self.send_tcp(key, rst)
+            return
+        target = self._tcp_target(ip.dst, tcp.dport)
+        if target is None or len(self.tcp) >= MAX_TCP:
+            self.counters["TCP connection refused" if target is None else "TCP: too many"] += 1
+            self.send_tcp(key, Segment(0, (tcp.seq + 1) & 0xFFFFFFFF, pk.RST | pk.ACK, 0))
+            return
+        self.isn = (self.isn + 64000 + int(now * 250000)) & 0xFFFFFFFF
+        conn, effects = TcpConnection.from_guest_syn(seg, self.net.mtu, now, self.isn)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        shell = TcpShell(self, key, sock, conn, target)
+        self.tcp[key] = shell
+        shell.apply(effects)
+
+    def _tcp_target(self, dst: IPv4Address, port: int) -> tuple[str, int] | None:
+        if dst == self.net.host:
+            return str(LOOPBACK), port
+        if dst == self.net.dns:
+            if port != 53:
+                return None
+            r = self.resolvers.current(trio.current_time())
+            return (str(r), 53) if r is not None else None
+        if dst in self.net.network or dst.is_multicast or dst.is_unspecified:
+            return None
+        return str(dst), port
+
+    async def _accept_loop(self, fwd, lsock: socket.socket) -> None:
+        """-L: a host connection becomes a connection to the guest's port."""
+        guest = IPv4Address(fwd.guest_addr)
+        while True:
+            await trio.lowlevel.wait_readable(lsock)
+            try:
+                sock, peer = lsock.accept()
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError as e:
+                log.warning("-L %d: accept: %s", fwd.host_port, e.strerror)
+                await trio.sleep(0.1)
+                continue
+            sock.setblocking(False)
+            now = trio.current_time()
+            src = IPv4Address(peer[0])
+            src = self.net.host if src.is_loopback else src
+            key = (guest, fwd.guest_port, src, peer[1])
+            if key in self.tcp or len(self.tcp) >= MAX_TCP:
+                sock.close()
+                self.counters["TCP forward: refused"] += 1
+                continue
+            self.isn = (self.isn + 64000 + int(now * 250000)) & 0xFFFFFFFF
+            conn, effects = TcpConnection.from_host_accept(self.net.mtu, now, self.isn)
+            shell = TcpShell(self, key, sock, conn, None)
+            self.tcp[key] = shell
+            shell.start_reader()
+            shell.apply(effects)
+
+    def forget(self, key: tuple) -> None:
+        self.tcp.pop(key, None)
+
+    # ------------------------------------------------------------------ TFTP
+    def _tftp_read(self, name: str) -> bytes:
+        root = os.path.realpath(self.opts.tftp)
+        path = os.path.realpath(os.path.join(root, name.lstrip("/")))
+        if not path.startswith(root + os.sep):
+            raise PermissionError(name)
+        with open(path, "rb") as f:
+            return f.read()
+
+
+class TcpShell:
+    """One TCP connection's host socket, driven by the core's effects."""
+
+    def __init__(self, router: Router, key: tuple, sock: socket.socket, conn: TcpConnection,
+                 target: tuple[str, int] | None):
+        self.router = router
+        self.key = key
+        self.sock = sock
+        self.conn = conn
+        self.target = target
+        self.want_readable = True
+        self.wake = trio.Event()
+        self.sent_unconsumed = 0        # bytes peeked and sent to the guest, not yet consumed
+        self.closed = False
+        self.reader_started = False
+        self.writable_waiting = False
+
+    def now(self) -> float:
+        return trio.current_time()
+
+    def apply(self, effects) -> None:
+        for e in effects:
+            if self.closed:
+                return
+            if isinstance(e, ToGuest):
+                self.router.send_tcp(self.key, e.segment)
+            elif isinstance(e, Peek):
+                self._peek(e)
+            elif isinstance(e, Consume):
+                self._consume(e.count)
+            elif isinstance(e, Send):
+                self._send(e.data)
+            elif isinstance(e, WantReadable):
+                self.want_readable = e.on
+                if e.on:
+                    self.wake.set()
+            elif isinstance(e, Connect):
+                self.router.nursery.start_soon(self._connect)
+            elif isinstance(e, ShutdownWrite):
+                try:
+                    self.sock.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass
+            elif isinstance(e, Close):
+                self._close(e.reset)
+
+    async def _connect(self) -> None:
+        err = self.sock.connect_ex(self.target)
+        if err == errno.EINPROGRESS:
+            await trio.lowlevel.wait_writable(self.sock)
+            err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if self.closed:
+            return
+        if err:
+            self.router.counters[f"TCP connect: {os.strerror(err)}"] += 1
+        self.apply(self.conn.connected(err == 0, self.now()))
+        if err == 0:
+            self.start_reader()
+
+    def start_reader(self) -> None:
+        if not self.reader_started:
+            self.reader_started = True
+            self.router.nursery.start_soon(self._reader)
+
+    async def _reader(self) -> None:
+        try:
+            while not self.closed:
+                if not self.want_readable:
+                    self.wake = trio.Event()
+                    await self.wake.wait()
+                    continue
+                # readable only when there is more than what the guest already has
+                try:
+                    self.sock.setsockopt(socket.SOL_SOCKET, SO_RCVLOWAT,
+                                         min(self.sent_unconsumed + 1, 1 << 20))
+                except OSError:
+                    pass
+                await trio.lowlevel.wait_readable(self.sock)
+                if self.closed:
+                    return
+                self.apply(self.conn.readable(self.now()))
+                await trio.lowlevel.checkpoint()
+        except (trio.ClosedResourceError, OSError):
+            return
+
+    def _peek(self, e: Peek) -> None:
+        try:
+            raw = self.sock.recv(e.offset + e.length, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            raw = b""
+            eof = False
+        except OSError:
+            self.apply(self.conn.host_error(self.now()))
+            return
+        data = raw[e.offset:]
+        eof = len(raw) < e.offset + e.length and self._peer_closed()
+        self.sent_unconsumed = max(self.sent_unconsumed, e.offset + len(data))
+        self.apply(self.conn.peeked(bytes(data), eof, self.now()))
+
+    def _peer_closed(self) -> bool:
+        p = select.poll()
+        p.register(self.sock, POLLRDHUP)
+        return any(ev & (POLLRDHUP | select.POLLHUP) for _, ev in p.poll(0))
+
+    def _consume(self, n: int) -> None:
+        while n > 0:
+            try:    # TCP with MSG_TRUNC: the kernel discards, nothing is copied
+                got = len(self.sock.recv(n, socket.MSG_TRUNC | socket.MSG_DONTWAIT))
+            except OSError:
+                break
+            if got <= 0:
+                break
+            n -= got
+            self.sent_unconsumed = max(0, self.sent_unconsumed - got)
+
+    def _send(self, data: bytes) -> None:
+        try:
+            n = self.sock.send(data, socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL)
+        except (BlockingIOError, InterruptedError):
+            n = 0
+        except OSError:
+            self.apply(self.conn.host_error(self.now()))
+            return
+        self.apply(self.conn.sent(n, self.now()))
+        if n < len(data) and not self.writable_waiting:
+            self.writable_waiting = True
+            self.router.nursery.start_soon(self._writable)
+
+    async def _writable(self) -> None:
+        try:
+            await trio.lowlevel.wait_writable(self.sock)
+        except (trio.ClosedResourceError, OSError):
+            return
+        self.writable_waiting = False
+        if not self.closed:
+            self.apply(self.conn.writable(self.now()))
+
+    def _close(self, reset: bool) -> None:
+        self.closed = True
+        if reset:
+            try:
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            except OSError:
+                pass
+        trio.lowlevel.notify_closing(self.sock)
+        self.sock.close()
+        self.wake.set()
+        self.router.forget(self.key)
