@@ -123,6 +123,7 @@ class Router:
         self.nursery: trio.Nursery | None = None
         self.isn = int.from_bytes(os.urandom(4), "big")
         self.our_macs = (net.router_mac, net.mac_for(net.dns))
+        self.held_acks: dict[tuple, Segment] | None = None    # see send_tcp
 
     # ------------------------------------------------------------------ running
     async def run(self, listeners: list[socket.socket] = ()) -> None:
@@ -135,8 +136,12 @@ class Router:
                 nursery.start_soon(self._udp_forward_loop, fwd, lsock)
             async for batch in self.link.frames():
                 now = trio.current_time()
+                self.held_acks = {}
                 for frame in batch:
                     self.handle_frame(frame, now)
+                held, self.held_acks = self.held_acks, None
+                for key, seg in held.items():
+                    self._send_tcp_now(key, seg)
             nursery.cancel_scope.cancel()
 
     def tcp_listeners(self):
@@ -245,6 +250,24 @@ class Router:
                                          pk.build_udp(src, dst, sport, dport, payload)))
 
     def send_tcp(self, key: tuple, seg: Segment) -> None:
+        """While a batch of frames from the guests is handled, a pure ACK waits until the
+        end of the batch: a later cumulative ACK of the same connection replaces it (one
+        ACK per batch instead of one per segment). Duplicate ACKs all go out."""
+        held = self.held_acks
+        if held is None:
+            self._send_tcp_now(key, seg)
+            return
+        old = held.pop(key, None)
+        if seg.flags == pk.ACK and not seg.payload:
+            if old is not None and old.ack == seg.ack:
+                self._send_tcp_now(key, old)        # a duplicate ACK means something
+            held[key] = seg
+            return
+        if old is not None:
+            self._send_tcp_now(key, old)
+        self._send_tcp_now(key, seg)
+
+    def _send_tcp_now(self, key: tuple, seg: Segment) -> None:
         guest_ip, guest_port, remote_ip, remote_port = key
         tcp = pk.build_tcp(remote_ip, guest_ip, remote_port, guest_port, seg.seq, seg.ack,
                            seg.flags, seg.window, seg.payload, mss=seg.mss, wscale=seg.wscale)
