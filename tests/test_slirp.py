@@ -6,6 +6,7 @@ import hashlib
 import http.server
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -306,16 +307,32 @@ def test_malformed_frames_are_counted_and_service_goes_on(slirp, netns, sockdir)
                        / UDP(sport=68, dport=67) / BOOTP(chaddr=bytes.fromhex(m.replace(":", "")),
                                                          xid=i)
                        / DHCP(options=[("message-type", "discover"), "end"])))
+    for i in range(1500):                # a SYN flood: closed ports on the host's loopback
+        raw.send(bytes(Ether(src=mac, dst="52:55:0a:00:02:02")
+                       / IP(src="10.0.2.99", dst="10.0.2.2")
+                       / TCP(sport=10000 + i, dport=9, flags="S", seq=i)))
     raw.close()
     ns = netns()
     tap = tap_in(ns, slirp.switch.dir)
+    http = HttpServer(size=50_000)
     try:
         time.sleep(0.5)
         assert s.proc.poll() is None, s.log.read_text()
-        lease = dhcp_in(ns, sockdir)          # discovers only OFFER: the pool is not used up
+        lease = dhcp_in(ns, sockdir)     # the flood's offers are taken back for a real client
         assert lease["ip"].startswith("10.0.2.")
         assert ns.ping("10.0.2.2", count=2).returncode == 0
+        r = subprocess.run(["ip", "netns", "exec", ns.name, "busybox", "wget", "-q", "-O", "-",
+                            f"http://10.0.2.2:{http.port}/"], capture_output=True,
+                           timeout=60, check=False)
+        assert r.stdout == http.body
+        s.proc.send_signal(signal.SIGUSR1)   # the report counts what was dropped, and why
+        wait_for(lambda: "bad TCP checksum: " in s.log.read_text(), what="the report")
+        report = s.log.read_text()
+        for reason in ("IPv4 fragment: 80", "bad IPv4 checksum: 20", "DHCP offer taken back",
+                       "TCP connect: Connection refused: 1500"):
+            assert reason in report, report
     finally:
+        http.close()
         tap.terminate(), tap.wait()
 
 
@@ -351,6 +368,29 @@ if ping -c 2 -W 3 10.0.2.2; then echo PING-OK; fi
     finally:
         http.close(), dns.close()
         s.stop()
+
+
+def test_tftp_reads_files_and_refuses_writes(slirp, netns, sockdir):
+    root = sockdir / "tftproot"
+    root.mkdir()
+    (root / "boot.img").write_bytes(os.urandom(3000))
+    root.chmod(0o755)
+    (root / "boot.img").chmod(0o644)
+    slirp("-D", "-t", str(root))
+    ns = netns()
+    tap = tap_in(ns, slirp.switch.dir)
+    try:
+        dhcp_in(ns, sockdir)
+        out = sockdir / "got.img"
+        r = ns.exec("busybox", "tftp", "-g", "-r", "boot.img", "-l", str(out), "10.0.2.2",
+                    check=False, timeout=30)
+        assert r.returncode == 0, r.stderr
+        assert out.read_bytes() == (root / "boot.img").read_bytes()
+        r = ns.exec("busybox", "tftp", "-p", "-r", "new.img", "-l", str(out), "10.0.2.2",
+                    check=False, timeout=30)
+        assert r.returncode != 0 and not (root / "new.img").exists()
+    finally:
+        tap.terminate(), tap.wait()
 
 
 def test_stream_mode_through_pyvde_plug(switches, netns, sockdir):

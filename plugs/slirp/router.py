@@ -11,6 +11,7 @@ import errno
 import logging
 import os
 import select
+import signal
 import socket
 import struct
 from collections import Counter, deque
@@ -44,6 +45,7 @@ TICK = 0.005                    # seconds between timer checks
 PENDING_LIMIT = 64              # packets held per address while its MAC is asked for
 PENDING_TIME = 1.0              # seconds they are held
 MAX_TCP = 1024                  # connections at once
+REPORT_EVERY = 60.0             # seconds between reports of what was dropped, if it changed
 LOOPBACK = IPv4Address("127.0.0.1")
 SO_RCVLOWAT = socket.SO_RCVLOWAT
 POLLRDHUP = getattr(select, "POLLRDHUP", 0x2000)
@@ -130,6 +132,7 @@ class Router:
         async with trio.open_nursery() as nursery:
             self.nursery = nursery
             nursery.start_soon(self._timers)
+            nursery.start_soon(self._report)
             for fwd, lsock in self.tcp_listeners():
                 nursery.start_soon(self._accept_loop, fwd, lsock)
             for fwd, lsock in self.udp_listeners():
@@ -167,6 +170,35 @@ class Router:
             self.udp.forward(fwd.host_port, IPv4Address(fwd.guest_addr), fwd.guest_port)
             self.udp_forward_socks[fwd.host_port] = s
             self._udp_listeners.append((fwd, s))
+
+    def report(self) -> str:
+        """What was dropped and why, and how many flows there are (SIGUSR1, and once a
+        minute in the log when it changed)."""
+        counts = Counter(self.counters)
+        for core in (self.udp, self.pings):
+            counts.update(core.counters)
+        if self.dhcp is not None:
+            counts.update(self.dhcp.counts)
+        counts["neighbour table evictions"] = self.neighbours.evictions
+        counts["frames the switch could not take"] = self.link.dropped
+        counts = {k: v for k, v in counts.items() if v}
+        return (f"{len(self.tcp)} TCP, {len(self.udp)} UDP, {len(self.pings)} ICMP flows; "
+                + ("; ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "nothing dropped"))
+
+    async def _report(self) -> None:
+        last = None
+        with trio.open_signal_receiver(signal.SIGUSR1) as sigs:
+            async def every_minute():
+                nonlocal last
+                while True:
+                    await trio.sleep(REPORT_EVERY)
+                    text = self.report()
+                    if text != last:
+                        log.info("%s", text)
+                        last = text
+            self.nursery.start_soon(every_minute)
+            async for _ in sigs:
+                log.info("%s", self.report())
 
     async def _timers(self) -> None:
         while True:
