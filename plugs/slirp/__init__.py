@@ -1,0 +1,1 @@
+"""pyvde-slirp: a user-mode NAT router on a VDE network."""
