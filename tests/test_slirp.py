@@ -51,14 +51,16 @@ def unprivileged() -> list[str]:
 
 
 class Slirp:
-    def __init__(self, switch_dir, tmp: Path, *args: str, resolver: str | None = None):
+    def __init__(self, switch_dir, tmp: Path, *args: str, resolver: str | None = None,
+                 netns=None):
         conf = tmp / "resolv.conf"
         conf.write_text(f"# test resolver\nnameserver {resolver or '127.0.0.77'}\n")
         conf.chmod(0o644)
         self.log = tmp / "slirp.log"
         with open(self.log, "w") as log:
+            where = ["ip", "netns", "exec", netns.name] if netns is not None else []
             self.proc = subprocess.Popen(
-                [*unprivileged(), PYVDE_SLIRP, "-s", str(switch_dir), "--resolv-conf",
+                [*where, *unprivileged(), PYVDE_SLIRP, "-s", str(switch_dir), "--resolv-conf",
                  str(conf), *args], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=log)
         wait_for(lambda: "Starting pyvde-slirp" in self.log.read_text()
@@ -368,6 +370,27 @@ if ping -c 2 -W 3 10.0.2.2; then echo PING-OK; fi
     finally:
         http.close(), dns.close()
         s.stop()
+
+
+def test_ping_to_an_outside_address_through_ping_sockets(slirp, netns, sockdir):
+    """The router runs in a namespace of its own ("the host") that allows unprivileged
+    ping sockets and has an address 198.18.0.1: a guest's echo requests to it go through a
+    ping socket and the replies come back with the guest's own id."""
+    host = netns()
+    host.exec("ip", "link", "add", "out0", "type", "veth", "peer", "name", "out1")
+    host.exec("ip", "addr", "add", "198.18.0.1/24", "dev", "out0")
+    host.exec("ip", "link", "set", "out0", "up")
+    host.exec("ip", "link", "set", "out1", "up")
+    host.exec("sysctl", "-q", "-w", "net.ipv4.ping_group_range=0 2147483647")
+    slirp("-D", netns=host)
+    ns = netns()
+    tap = tap_in(ns, slirp.switch.dir)
+    try:
+        dhcp_in(ns, sockdir)
+        r = ns.ping("198.18.0.1", count=3)
+        assert r.returncode == 0 and "3 received" in r.stdout, r.stdout + r.stderr
+    finally:
+        tap.terminate(), tap.wait()
 
 
 def test_tftp_reads_files_and_refuses_writes(slirp, netns, sockdir):
