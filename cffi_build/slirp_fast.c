@@ -1,9 +1,14 @@
 /*
  * slirp_fast.c — see slirp_fast.h.
  */
+#define _GNU_SOURCE
 #include "slirp_fast.h"
 
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#define BATCH 64
 
 uint16_t slirp_checksum(const uint8_t *p, size_t n, uint32_t sum32)
 {
@@ -26,4 +31,33 @@ uint16_t slirp_checksum(const uint8_t *p, size_t n, uint32_t sum32)
     while (sum >> 16)
         sum = (sum & 0xffff) + (sum >> 16);
     return (uint16_t)~sum;
+}
+
+int slirp_send_frames(int fd, const uint8_t *buf, const uint32_t *lens, int n)
+{
+    struct mmsghdr m[BATCH];
+    struct iovec v[BATCH];
+    int done = 0;
+    size_t off = 0;
+    while (done < n) {
+        int k = 0;
+        size_t o = off;
+        for (; k < BATCH && done + k < n; k++) {
+            v[k].iov_base = (void *)(buf + o);
+            v[k].iov_len = lens[done + k];
+            o += lens[done + k];
+            memset(&m[k], 0, sizeof m[k]);
+            m[k].msg_hdr.msg_iov = &v[k];
+            m[k].msg_hdr.msg_iovlen = 1;
+        }
+        int r = sendmmsg(fd, m, (unsigned)k, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (r <= 0)
+            return done;
+        for (int i = 0; i < r; i++)
+            off += lens[done + i];
+        done += r;
+        if (r < k)
+            return done;
+    }
+    return done;
 }

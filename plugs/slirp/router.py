@@ -19,6 +19,8 @@ from ipaddress import IPv4Address
 
 import trio
 
+from .._slirp import ffi as _ffi
+from .._slirp import lib as _lib
 from . import packets as pk
 from .arp import Neighbours, arp_reply, arp_request
 from .dhcp import DhcpServer
@@ -45,6 +47,8 @@ TICK = 0.005                    # seconds between timer checks
 PENDING_LIMIT = 64              # packets held per address while its MAC is asked for
 PENDING_TIME = 1.0              # seconds they are held
 MAX_TCP = 1024                  # connections at once
+OUT_LIMIT = 1 << 20             # guest data a connection holds for a full socket
+BACKLOG_LIMIT = 8192            # frames waiting for room at the switch
 REPORT_EVERY = 60.0             # seconds between reports of what was dropped, if it changed
 LOOPBACK = IPv4Address("127.0.0.1")
 SO_RCVLOWAT = socket.SO_RCVLOWAT
@@ -59,6 +63,10 @@ class Link:
         self.sock = sock
         self.buf = bytearray()
         self.dropped = 0
+        self.holding = 0
+        self.queue: list[bytes] = []    # frames waiting for the end of a hold, or for room
+        self.waiting = False            # a task waits for the switch to take frames again
+        self.nursery: trio.Nursery | None = None
         if sock is None:
             os.set_blocking(0, False)
         else:
@@ -95,17 +103,54 @@ class Link:
                     del self.buf[:2 + n]
                 yield batch
 
-    def send(self, frame: bytes) -> None:
-        try:
-            if self.sock is not None:
-                self.sock.send(frame, socket.MSG_DONTWAIT)
-            else:
-                os.write(1, struct.pack("!H", len(frame)) + frame)
-        except (BlockingIOError, InterruptedError):
-            self.dropped += 1           # the switch cannot take it now: lost, as on a wire
-        except OSError:
-            self.dropped += 1
+    def hold(self) -> None:
+        """From now until flush(), frames wait to leave together (one sendmmsg)."""
+        self.holding += 1
 
+    def flush(self) -> None:
+        self.holding -= 1
+        if not self.holding:
+            self._push()
+
+    def send(self, frame: bytes) -> None:
+        if len(self.queue) >= BACKLOG_LIMIT:
+            self.dropped += 1
+            return
+        self.queue.append(frame)
+        if not self.holding and not self.waiting:
+            self._push()
+
+    def _push(self) -> None:
+        """Sends the queue; what the switch cannot take now waits for room, in order
+        (a frame dropped here would cost a TCP retransmission timeout)."""
+        if not self.queue or self.waiting:
+            return
+        frames, self.queue = self.queue, []
+        if self.sock is None:
+            try:
+                os.write(1, b"".join(struct.pack("!H", len(f)) + f for f in frames))
+            except OSError:
+                self.dropped += len(frames)
+            return
+        lens = _ffi.new("uint32_t[]", [len(f) for f in frames])
+        sent = _lib.slirp_send_frames(self.sock.fileno(), b"".join(frames), lens, len(frames))
+        if sent < len(frames):
+            self.queue = frames[sent:] + self.queue
+            if self.nursery is not None:
+                self.waiting = True
+                self.nursery.start_soon(self._wait_room)
+            else:
+                self.dropped += len(self.queue)
+                self.queue = []
+
+    async def _wait_room(self) -> None:
+        try:
+            await trio.lowlevel.wait_writable(self.sock)
+        except (trio.ClosedResourceError, OSError):
+            return
+        finally:
+            self.waiting = False
+        self._push()
 
 class Router:
     def __init__(self, opts, net: Network, link: Link, resolvers: Resolvers):
@@ -126,11 +171,13 @@ class Router:
         self.isn = int.from_bytes(os.urandom(4), "big")
         self.our_macs = (net.router_mac, net.mac_for(net.dns))
         self.held_acks: dict[tuple, Segment] | None = None    # see send_tcp
+        self.dirty: set[TcpShell] = set()       # connections with guest data to write
 
     # ------------------------------------------------------------------ running
     async def run(self, listeners: list[socket.socket] = ()) -> None:
         async with trio.open_nursery() as nursery:
             self.nursery = nursery
+            self.link.nursery = nursery
             nursery.start_soon(self._timers)
             nursery.start_soon(self._report)
             for fwd, lsock in self.tcp_listeners():
@@ -140,11 +187,16 @@ class Router:
             async for batch in self.link.frames():
                 now = trio.current_time()
                 self.held_acks = {}
+                self.link.hold()
                 for frame in batch:
                     self.handle_frame(frame, now)
+                dirty, self.dirty = self.dirty, set()
+                for shell in dirty:         # guest data of the batch: one send per socket
+                    shell.flush()
                 held, self.held_acks = self.held_acks, None
                 for key, seg in held.items():
                     self._send_tcp_now(key, seg)
+                self.link.flush()
             nursery.cancel_scope.cancel()
 
     def tcp_listeners(self):
@@ -543,6 +595,10 @@ class TcpShell:
         self.closed = False
         self.reader_started = False
         self.writable_waiting = False
+        self.outbuf = bytearray()       # guest data taken, not yet written to the socket
+        self.shut_after_flush = False
+        self.closing = False            # closed by the core, the out buffer still draining
+        self.refused = False            # a Send was not taken whole
 
     def now(self) -> float:
         return trio.current_time()
@@ -566,10 +622,7 @@ class TcpShell:
             elif isinstance(e, Connect):
                 self.router.nursery.start_soon(self._connect)
             elif isinstance(e, ShutdownWrite):
-                try:
-                    self.sock.shutdown(socket.SHUT_WR)
-                except OSError:
-                    pass
+                self._shutdown_write()
             elif isinstance(e, Close):
                 self._close(e.reset)
 
@@ -607,7 +660,11 @@ class TcpShell:
                 await trio.lowlevel.wait_readable(self.sock)
                 if self.closed:
                     return
-                self.apply(self.conn.readable(self.now()))
+                self.router.link.hold()         # the segments of one peek leave together
+                try:
+                    self.apply(self.conn.readable(self.now()))
+                finally:
+                    self.router.link.flush()
                 await trio.lowlevel.checkpoint()
         except (trio.ClosedResourceError, OSError):
             return
@@ -643,35 +700,96 @@ class TcpShell:
             self.sent_unconsumed = max(0, self.sent_unconsumed - got)
 
     def _send(self, data: bytes) -> None:
-        try:
-            n = self.sock.send(data, socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL)
-        except (BlockingIOError, InterruptedError):
-            n = 0
-        except OSError:
-            self.apply(self.conn.host_error(self.now()))
+        """Guest data: taken into the out buffer (up to OUT_LIMIT) and acknowledged for
+        what was taken; written to the socket at the end of the batch of frames, in one
+        send for the whole batch."""
+        take = len(data) if len(self.outbuf) < OUT_LIMIT else 0    # whole segments only
+        self.outbuf += data[:take]
+        if take < len(data):
+            self.refused = True         # the core closed its window: reopen it once written
+        self.apply(self.conn.sent(take, self.now()))
+        if self.router.held_acks is None:
+            self.flush()
+        else:
+            self.router.dirty.add(self)
+
+    def _write_out(self) -> None:
+        """Writes what the socket takes of the out buffer now."""
+        while self.outbuf:
+            try:
+                n = self.sock.send(self.outbuf, socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                self.outbuf.clear()
+                if not self.closed:
+                    self.apply(self.conn.host_error(self.now()))
+                return
+            del self.outbuf[:n]
+
+    def flush(self) -> None:
+        self._write_out()
+        if self.outbuf:
+            if not self.writable_waiting:
+                self.writable_waiting = True
+                self.router.nursery.start_soon(self._writable)
             return
-        self.apply(self.conn.sent(n, self.now()))
-        if n < len(data) and not self.writable_waiting:
-            self.writable_waiting = True
-            self.router.nursery.start_soon(self._writable)
+        if self.shut_after_flush:
+            self.shut_after_flush = False
+            self._shutdown_write()
+        if self.refused and not self.closed:
+            self.refused = False
+            self.apply(self.conn.writable(self.now()))
+
+    def _shutdown_write(self) -> None:
+        if self.outbuf:
+            self.shut_after_flush = True
+            return
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
 
     async def _writable(self) -> None:
+        """The socket was full: write the rest as it drains, then reopen the window (or
+        finish the shutdown or the close that waited for the data)."""
         try:
-            await trio.lowlevel.wait_writable(self.sock)
+            while self.outbuf:
+                await trio.lowlevel.wait_writable(self.sock)
+                self._write_out()
         except (trio.ClosedResourceError, OSError):
             return
-        self.writable_waiting = False
+        finally:
+            self.writable_waiting = False
+        if self.closing:
+            self._really_close(False)
+            return
+        if self.shut_after_flush:
+            self.shut_after_flush = False
+            self._shutdown_write()
         if not self.closed:
+            self.refused = False
             self.apply(self.conn.writable(self.now()))
 
     def _close(self, reset: bool) -> None:
         self.closed = True
+        self.wake.set()
+        self.router.forget(self.key)
+        if not reset and self.outbuf:   # the guest's last data first
+            self.closing = True
+            if not self.writable_waiting:
+                self.writable_waiting = True
+                self.router.nursery.start_soon(self._writable)
+            return
+        self._really_close(reset)
+
+    def _really_close(self, reset: bool) -> None:
         if reset:
             try:
                 self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             except OSError:
                 pass
+        elif self.shut_after_flush:
+            self._shutdown_write()
         trio.lowlevel.notify_closing(self.sock)
         self.sock.close()
-        self.wake.set()
-        self.router.forget(self.key)
