@@ -284,7 +284,9 @@ def test_vdeterm_session(program, switches, debian_switch, plugs):
             "** DBG MSG: port/+ 02", f"** DBG MSG: port/ep/+ Port 02 FD {ep2:2d}",
             f'** DBG MSG: port/descr Port 02 FD {ep2:2d} -> "{descr2}"']
         second.close()
-        term.wait_line("** DBG MSG: port/- 02", start_at)
+        # vde_switch notices the plug's end on its next poll round; under load that has
+        # been seen to take more than 5 s
+        term.wait_line("** DBG MSG: port/- 02", start_at, timeout=20)
     finally:
         code = term.close()
     assert code == 0

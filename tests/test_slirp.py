@@ -146,6 +146,8 @@ class DnsServer:
                     data, peer = self.sock.recvfrom(2048)
                 except OSError:
                     return
+                if peer is None:            # shut down by close()
+                    return
                 q = DNS(data)
                 qd = q.qd[0]
                 self.queries.append(qd.qname.decode())
