@@ -16,4 +16,15 @@ uint16_t slirp_checksum(const uint8_t *p, size_t n, uint32_t sum);
  * many were sent; the others could not be sent now (the switch is full) or failed. */
 int slirp_send_frames(int fd, const uint8_t *buf, const uint32_t *lens, int n);
 
+/* Builds the Ethernet frames of a run of TCP data segments without options: payload cut
+ * at mss from seq on, each with ack and window, ACK on all, PSH (and FIN if fin) on the
+ * last; IPv4 with ttl 64, id 0, DF, as packets.build_ipv4/build_tcp make them. eth14 is
+ * the Ethernet header, src4/dst4 the IPv4 addresses (network order). The frames go end to
+ * end into out (outlen bytes), their lengths into lens (maxn). Returns the number of
+ * frames, or -1 if out or lens is too small. */
+int slirp_build_tcp_run(const uint8_t *eth14, const uint8_t *src4, const uint8_t *dst4,
+                        uint16_t sport, uint16_t dport, uint32_t seq, uint32_t ack,
+                        uint16_t window, const uint8_t *payload, uint32_t len, uint32_t mss,
+                        int fin, uint8_t *out, size_t outlen, uint32_t *lens, int maxn);
+
 #endif

@@ -410,3 +410,32 @@ def test_fuzz_valid_ip_headers_random_transport(proto, ihl, total_delta, frag, o
                          frag & 1 else frag, 64, proto, 0, GUEST.packed, FAR.packed)
     header = _with_ip_checksum(header + options[:hl - 20])
     _fuzz(ROUTER_MAC + GUEST_MAC + b"\x08\x00" + header + l4)
+
+
+@settings(max_examples=200, deadline=None)
+@given(payload=st.binary(min_size=1, max_size=5000), mss=st.integers(1, 1460),
+       seq=st.integers(0, 0xFFFFFFFF), fin=st.booleans())
+def test_the_c_builder_makes_the_frames_python_makes(payload, mss, seq, fin):
+    """pyvde-slirp sends runs of TCP data segments built in C (cffi_build/slirp_fast.c):
+    byte for byte what build_ipv4/build_tcp make, segment by segment."""
+    from plugs._slirp import ffi, lib
+    src, dst = A("10.0.2.2"), A("10.0.2.15")
+    eth = bytes.fromhex("525400123456") + bytes.fromhex("52550a000202") + b"\x08\x00"
+    count = -(-len(payload) // mss)
+    out = ffi.new("uint8_t[]", count * 54 + len(payload))
+    lens = ffi.new("uint32_t[]", count)
+    k = lib.slirp_build_tcp_run(eth, src.packed, dst.packed, 80, 40000, seq, 12345, 501,
+                                payload, len(payload), mss, fin, out, count * 54 + len(payload),
+                                lens, count)
+    assert k == count
+    frames, off, buf = [], 0, ffi.buffer(out)
+    for i in range(k):
+        frames.append(buf[off:off + lens[i]])
+        off += lens[i]
+    for i, frame in enumerate(frames):
+        chunk = payload[i * mss:(i + 1) * mss]
+        last = i == count - 1
+        flags = ACK | (PSH | (FIN if fin else 0) if last else 0)
+        tcp = build_tcp(src, dst, 80, 40000, (seq + i * mss) & 0xFFFFFFFF, 12345, flags, 501,
+                        chunk)
+        assert frame == eth + build_ipv4(src, dst, PROTO_TCP, tcp)

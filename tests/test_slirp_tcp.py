@@ -951,3 +951,45 @@ def test_fuzz_never_raises_and_always_ends(data):
         sh.timer()
         _check_out(sh, bytes(host_stream), isn, known_gisn)
     assert conn.finished and conn.next_deadline() is None
+
+
+# ---- congestion window (the router turns it on) ------------------------------------------
+
+def test_congestion_window_starts_at_ten_segments_and_grows(monkeypatch):
+    monkeypatch.setattr(TcpConnection, "CONGESTION", True)
+    g = Guest(window=4 << 20)
+    sh, g = open_outbound(guest=g)
+    data = data_of(2 << 20)
+    sh.rx += data
+    sh.pump()
+    first = sh.take()
+    assert sum(len(s.payload) for s in first) == 10 * 1460      # RFC 6928's initial window
+    for s in first:
+        g.receive(s)
+    sh.guest(g.ack())
+    sh.eof = True
+    deliver(sh, g)
+    assert g.data == data and g.fin
+    assert sh.conn.cwnd > 100 * 1460                             # slow start opened it
+
+
+def test_congestion_window_halves_on_fast_retransmit(monkeypatch):
+    monkeypatch.setattr(TcpConnection, "CONGESTION", True)
+    sh, g = open_outbound(guest=Guest(window=4 << 20))
+    sh.rx += data_of(1 << 20)
+    for _ in range(3):                       # a few rounds of slow start
+        sh.pump()
+        for s in sh.take():
+            g.receive(s)
+        sh.guest(g.ack())
+    before = sh.conn.cwnd
+    sh.pump()
+    segs = sh.take()
+    assert len(segs) >= 5
+    g.receive(segs[0])                       # the second one is lost
+    sh.guest(g.ack())
+    for s in segs[2:5]:
+        g.receive(s)                         # out of order: three duplicate ACKs
+        sh.guest(g.ack())
+    assert sh.conn.fast_retransmits == 1
+    assert sh.conn.cwnd < before and sh.conn.cwnd == sh.conn.ssthresh

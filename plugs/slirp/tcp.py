@@ -97,6 +97,18 @@ class ToGuest:
 
 
 @dataclass(frozen=True)
+class ToGuestData:
+    """A run of data segments for the guest (with COALESCE): payload cut at mss from seq
+    on, every segment with ack and window, ACK|PSH on the last (and FIN if fin)."""
+    seq: int
+    ack: int
+    window: int
+    payload: bytes
+    mss: int
+    fin: bool = False
+
+
+@dataclass(frozen=True)
 class Connect:
     """Start the host connect (non-blocking); answer with connected(ok, now)."""
 
@@ -207,6 +219,9 @@ class TcpConnection:
     FIN_TIMEOUT = 60.0
     IDLE_TIMEOUT = 7200.0
     PEEK_MAX = 4 * 65536       # at most this much per Peek
+    COALESCE = False           # True: a peek's data goes out as one ToGuestData
+    CONGESTION = False         # True: Reno's congestion window limits what is in flight
+    INITIAL_CWND = 10          # segments (RFC 6928)
     MAX_WINDOW = 1 << 24       # the guest's window is used up to this (passt's limit)
     RCV_WINDOW = 1 << 20       # what we advertise to the guest
     WSCALE = 7                 # our window scale (when the guest scales too)
@@ -220,6 +235,8 @@ class TcpConnection:
         self._phase = _CONNECTING
         # host -> guest, offsets from iss (SYN = 0, first data byte = 1)
         self.snd_una = 0                        # acked_by_guest
+        self.cwnd: int | None = None            # congestion window (CONGESTION), bytes
+        self.ssthresh = 1 << 30
         self.snd_nxt = 0                        # seq_to_guest (rewound to snd_una on retransmission)
         self.snd_max = 0                        # the highest ever sent
         self.snd_wnd = 0                        # the guest's window, scaled
@@ -525,6 +542,7 @@ class TcpConnection:
                 return self._abort()
             self.rto = min(self.rto * 2, self.RTO_MAX)
             self.retransmits += 1
+            self._congestion(timeout=True)
             if self._phase in (_SYN_RCVD, _SYN_SENT):
                 eff.append(ToGuest(self._syn_segment()))
             elif self._phase == _OPEN:
@@ -539,6 +557,19 @@ class TcpConnection:
             eff.append(ToGuest(self._seg(self.snd_una - 1, ACK)))
         self._tail(now, eff)
         return eff
+
+    def _cwnd(self) -> int:
+        if self.cwnd is None:
+            self.cwnd = self.INITIAL_CWND * self._send_mss()
+        return int(self.cwnd)
+
+    def _congestion(self, timeout: bool) -> None:
+        """A loss: half of what was in flight (Reno); a timeout starts again from two
+        segments."""
+        if self.CONGESTION:
+            mss = self._send_mss()
+            self.ssthresh = max((self.snd_max - self.snd_una) // 2, 2 * mss)
+            self.cwnd = 2 * mss if timeout else self.ssthresh
 
     def _rewind(self) -> None:
         """Send again from what the guest acknowledged (go-back-N)."""
@@ -682,6 +713,7 @@ class TcpConnection:
                 if (self._dupacks == self.DUPACK_THRESHOLD
                         and self.snd_una > self._recover):
                     self.fast_retransmits += 1
+                    self._congestion(timeout=False)
                     self._rewind()
             self._update_window(seq, ack, wnd)
         if self._done():
@@ -721,6 +753,10 @@ class TcpConnection:
         n = min(ack, limit) - min(self.snd_una, limit)
         if n > 0:
             eff.append(Consume(n))
+        if self.CONGESTION:                     # slow start, then one segment per window
+            mss, cwnd, acked = self._send_mss(), self._cwnd(), ack - self.snd_una
+            grow = acked if cwnd < self.ssthresh else max(1, mss * acked // cwnd)
+            self.cwnd = min(cwnd + grow, self.MAX_WINDOW)
         self.snd_una = ack
         self.snd_nxt = max(self.snd_nxt, ack)
         self.rto = self.RTO_INITIAL
@@ -743,6 +779,16 @@ class TcpConnection:
 
     def _send_data(self, payload: bytes, eff: list) -> None:
         mss = self._send_mss()
+        if self.COALESCE and len(payload) > mss:
+            seq = self.snd_nxt
+            self.snd_nxt += len(payload)
+            fin = self.snd_nxt == self.host_end
+            if fin:
+                self.snd_nxt += 1
+            first = self._seg(seq, ACK)
+            eff.append(ToGuestData(first.seq, first.ack, first.window, payload, mss, fin))
+            self.snd_max = max(self.snd_max, self.snd_nxt)
+            return
         pos, n = 0, len(payload)
         while pos < n:
             chunk = payload[pos:pos + mss]
@@ -764,6 +810,8 @@ class TcpConnection:
         if self.host_end is not None:
             limit = min(limit, self.host_end - self.snd_nxt)
         length = min(self.snd_una + self.snd_wnd - self.snd_nxt, limit)
+        if self.CONGESTION:
+            length = min(length, self.snd_una + self._cwnd() - self.snd_nxt)
         if length <= 0:
             return None
         self._peek = (self.snd_nxt, length)
@@ -786,6 +834,8 @@ class TcpConnection:
         self._rearm(now)
         if self._phase == _OPEN and self._peek is None:
             room = self.snd_una + self.snd_wnd - self.snd_nxt
+            if self.CONGESTION:                 # a full congestion window waits for ACKs too
+                room = min(room, self.snd_una + self._cwnd() - self.snd_nxt)
             want = self.host_end is None and room > 0 and not self._drained
             if want != self._reading:
                 self._reading = want
