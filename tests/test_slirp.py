@@ -213,6 +213,45 @@ def test_iperf3_through_the_router_to_host_loopback(slirp, netns, sockdir):
         s.stop()
 
 
+def test_upload_arrives_intact(slirp, netns, sockdir):
+    """4 MB from a namespace to a host server on loopback through 10.0.2.2: every byte,
+    in order (the router joins consecutive segments and writes them at once)."""
+    slirp("-D")
+    ns = netns()
+    tap = tap_in(ns, slirp.switch.dir)
+    body = os.urandom(4 << 20)
+    (sockdir / "upload.bin").write_bytes(body)
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    got = []
+
+    def accept():
+        c, _ = server.accept()
+        data = bytearray()
+        while chunk := c.recv(1 << 16):
+            data += chunk
+        got.append(bytes(data))
+        c.close()
+    t = threading.Thread(target=accept)
+    t.start()
+    try:
+        dhcp_in(ns, sockdir)
+        r = ns.exec(sys.executable, "-c", f"""
+import socket
+s = socket.create_connection(("10.0.2.2", {server.getsockname()[1]}), timeout=30)
+s.sendall(open({str(sockdir / "upload.bin")!r}, "rb").read())
+s.shutdown(socket.SHUT_WR)
+s.recv(1)
+""", check=False, timeout=60)
+        assert r.returncode == 0, r.stderr
+        t.join(30)
+        assert got and hashlib.sha256(got[0]).hexdigest() == hashlib.sha256(body).hexdigest()
+    finally:
+        server.close()
+        tap.terminate(), tap.wait()
+
+
 def test_tcp_and_udp_forwards_reach_the_namespace(slirp, netns, sockdir):
     slirp("-D", "-L", "18080:10.0.2.15:8080", "-U", "18081:10.0.2.15:8081")
     ns = netns()

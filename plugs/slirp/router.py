@@ -174,6 +174,7 @@ class Router:
         self.isn = int.from_bytes(os.urandom(4), "big")
         self.our_macs = (net.router_mac, net.mac_for(net.dns))
         self.held_acks: dict[tuple, Segment] | None = None    # see send_tcp
+        self.run_of: list | None = None         # see _tcp_in_batch
         self.dirty: set[TcpShell] = set()       # connections with guest data to write
 
     # ------------------------------------------------------------------ running
@@ -191,8 +192,11 @@ class Router:
                 now = trio.current_time()
                 self.held_acks = {}
                 self.link.hold()
+                self.run_of = []
                 for frame in batch:
                     self.handle_frame(frame, now)
+                self._end_run(now)
+                self.run_of = None
                 dirty, self.dirty = self.dirty, set()
                 for shell in dirty:         # guest data of the batch: one send per socket
                     shell.flush()
@@ -278,6 +282,7 @@ class Router:
         try:
             eth = pk.parse_ethernet(frame)
             if eth.ethertype == pk.ETH_ARP:
+                self._end_run(now)
                 self._arp(eth, now)
             elif eth.ethertype == pk.ETH_IP and (eth.dst[0] & 1 or eth.dst in self.our_macs):
                 self._ip(eth, pk.parse_ipv4(eth.payload), now)
@@ -304,6 +309,10 @@ class Router:
     def _ip(self, eth: pk.Ethernet, ip: pk.IPv4, now: float) -> None:
         if ip.src in self.net.network and not self.net.is_ours(ip.src):
             self._learn(ip.src, eth.src, now)
+        if ip.proto == pk.PROTO_TCP and self.run_of is not None:
+            self._tcp_in_batch(ip, pk.parse_tcp(ip), now)
+            return
+        self._end_run(now)
         if ip.proto == pk.PROTO_UDP:
             self._udp(eth, ip, pk.parse_udp(ip), now)
         elif ip.proto == pk.PROTO_TCP:
@@ -531,8 +540,36 @@ class Router:
             return
 
     # ------------------------------------------------------------------ TCP
-    def _tcp(self, ip: pk.IPv4, tcp: pk.Tcp, now: float) -> None:
+    def _tcp_in_batch(self, ip: pk.IPv4, tcp: pk.Tcp, now: float) -> None:
+        """Consecutive data segments of one connection in a batch of frames become one
+        segment for the core (their payloads joined, the last one's ACK and window): one
+        decision and one write to the host socket instead of one per frame."""
         key = (ip.src, tcp.sport, ip.dst, tcp.dport)
+        mergeable = tcp.payload and tcp.flags & ~pk.PSH == pk.ACK and key in self.tcp
+        run = self.run_of
+        if run and mergeable and run[0] == key and (run[1] + run[2]) & 0xFFFFFFFF == tcp.seq:
+            run[2] += len(tcp.payload)
+            run[3].append(tcp)
+            return
+        self._end_run(now)
+        if mergeable:
+            self.run_of[:] = [key, tcp.seq, len(tcp.payload), [tcp], ip]
+        else:
+            self._tcp(ip, tcp, now)
+
+    def _end_run(self, now: float) -> None:
+        run = self.run_of
+        if not run:
+            return
+        key, seq, _, segs, ip = run
+        run.clear()
+        last = segs[-1]
+        payload = segs[0].payload if len(segs) == 1 else b"".join(t.payload for t in segs)
+        self._tcp(ip, pk.Tcp(last.sport, last.dport, seq, last.ack, last.flags, last.window,
+                             payload), now, key)
+
+    def _tcp(self, ip: pk.IPv4, tcp: pk.Tcp, now: float, key: tuple | None = None) -> None:
+        key = key or (ip.src, tcp.sport, ip.dst, tcp.dport)
         seg = Segment(tcp.seq, tcp.ack, tcp.flags, tcp.window, tcp.payload, tcp.mss, tcp.wscale)
         shell = self.tcp.get(key)
         if shell is not None:
