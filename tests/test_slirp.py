@@ -422,7 +422,7 @@ def test_ping_to_an_outside_address_through_ping_sockets(slirp, netns, sockdir):
     host.exec("ip", "addr", "add", "198.18.0.1/24", "dev", "out0")
     host.exec("ip", "link", "set", "out0", "up")
     host.exec("ip", "link", "set", "out1", "up")
-    host.exec("sysctl", "-q", "-w", "net.ipv4.ping_group_range=0 2147483647")
+    host.exec("sh", "-c", "echo 0 2147483647 > /proc/sys/net/ipv4/ping_group_range")
     slirp("-D", netns=host)
     ns = netns()
     tap = tap_in(ns, slirp.switch.dir)

@@ -87,3 +87,27 @@ class FlowTable:
         deadlines = [next(iter(lru.values())).last_used + timeout
                      for lru, timeout in zip(self._lru, self.timeouts) if lru]
         return min(deadlines) if deadlines else None
+
+
+class Flows:
+    """What udp.py's and icmp.py's tables share around their FlowTable: its size, its
+    flows, and the flows evicted to make room, reported once."""
+
+    def __init__(self, max_flows: int, timeouts: tuple[float, ...]):
+        self._table = FlowTable(max_flows, timeouts)
+        self._evicted: list = []
+
+    @property
+    def max_flows(self) -> int:
+        return self._table.max_flows
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    def __iter__(self):
+        return iter(self._table)
+
+    def evicted(self) -> list:
+        """The flows evicted to make room since the last call (or expire()); emptied."""
+        gone, self._evicted = self._evicted, []
+        return gone

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import Any, Protocol
 
-from .flowtable import FlowTable
+from .flowtable import Flows
 
 ECHO_REPLY, ECHO_REQUEST = 0, 8
 IPPROTO_ICMP = 1
@@ -92,7 +92,7 @@ class PingFlow:
     handle: Any = field(default=None, repr=False)   # the shell's (its ping socket)
 
 
-class PingFlows:
+class PingFlows(Flows):
     """Echo flows keyed by (guest_ip, ident, dst_ip).
 
     outbound() returns (flow, new): for a new flow the shell opens a ping socket; either
@@ -107,19 +107,9 @@ class PingFlows:
 
     def __init__(self, max_flows: int = 256, timeout: float = 60.0):
         self.timeout = timeout
-        self._table = FlowTable(max_flows, (timeout,))
-        self._evicted: list[PingFlow] = []
+        super().__init__(max_flows, (timeout,))
         self.counters = dict.fromkeys(("icmp_flows", "icmp_expired", "icmp_evicted"), 0)
 
-    @property
-    def max_flows(self) -> int:
-        return self._table.max_flows
-
-    def __len__(self) -> int:
-        return len(self._table)
-
-    def __iter__(self):
-        return iter(self._table)
 
     def outbound(self, guest_ip: IPv4Address, ident: int, dst_ip: IPv4Address,
                  now: float) -> tuple[PingFlow, bool]:
@@ -159,10 +149,6 @@ class PingFlows:
         if parsed is None:
             return None
         return self.reply_packet(flow, parsed[1], parsed[2], ttl)
-
-    def evicted(self) -> list[PingFlow]:
-        gone, self._evicted = self._evicted, []
-        return gone
 
     def expire(self, now: float) -> list[PingFlow]:
         gone = self.evicted()

@@ -57,7 +57,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any, Protocol
 
-from .flowtable import FlowTable
+from .flowtable import Flows
 
 LOOPBACK = IPv4Address("127.0.0.1")
 _LOOPBACK_NET = IPv4Network("127.0.0.0/8")
@@ -99,32 +99,22 @@ class UdpForward:
     guest_port: int
 
 
-class UdpFlows:
+class UdpFlows(Flows):
     def __init__(self, net: NetLike, resolvers: ResolverLike, max_flows: int = 1024,
                  timeout: float = 180.0, dns_timeout: float = 10.0):
         self.net = net
         self.resolvers = resolvers
         self.timeout = timeout
         self.dns_timeout = dns_timeout
-        self._table = FlowTable(max_flows, (timeout, dns_timeout))
+        super().__init__(max_flows, (timeout, dns_timeout))
         self._inbound: dict[tuple[int, IPv4Address, int], UdpFlow] = {}
         self.forwards: dict[int, UdpForward] = {}
-        self._evicted: list[UdpFlow] = []
         self.counters = dict.fromkeys((
             "udp_flows", "udp_dns_flows", "udp_inbound_flows", "udp_expired", "udp_evicted",
             "udp_refused_dns_port", "udp_refused_dst", "udp_refused_local",
             "udp_refused_port", "udp_no_resolver", "udp_no_forward",
             "udp_inbound_conflict"), 0)
 
-    @property
-    def max_flows(self) -> int:
-        return self._table.max_flows
-
-    def __len__(self) -> int:
-        return len(self._table)
-
-    def __iter__(self):
-        return iter(self._table)
 
     # ------------------------------------------------------------ guest -> host
 
@@ -232,11 +222,6 @@ class UdpFlows:
         return src_ip
 
     # ------------------------------------------------------------ ends and timers
-
-    def evicted(self) -> list[UdpFlow]:
-        """The flows evicted to make room since the last call (or expire()); emptied."""
-        gone, self._evicted = self._evicted, []
-        return gone
 
     def expire(self, now: float) -> list[UdpFlow]:
         """Removes and returns the flows idle for their timeout, and the evicted flows not
