@@ -55,6 +55,8 @@ RTO_FIRST = 0.2                 # seconds before the first retransmission to a g
 REPORT_EVERY = 60.0             # seconds between reports of what was dropped, if it changed
 LOOPBACK = IPv4Address("127.0.0.1")
 SO_RCVLOWAT = socket.SO_RCVLOWAT
+SO_PEEK_OFF = 42                # Linux's; Python has no name for it
+_DISCARD = memoryview(bytearray(1 << 20))     # where consumed bytes go (never written)
 POLLRDHUP = getattr(select, "POLLRDHUP", 0x2000)
 
 
@@ -683,6 +685,7 @@ class TcpShell:
         self.shut_after_flush = False
         self.closing = False            # closed by the core, the out buffer still draining
         self.refused = False            # a Send was not taken whole
+        self.peek_off = True            # SO_PEEK_OFF works here, until it fails once
 
     def now(self) -> float:
         return trio.current_time()
@@ -756,16 +759,24 @@ class TcpShell:
             return
 
     def _peek(self, e: Peek) -> None:
+        """With SO_PEEK_OFF (TCP, Linux 6.9 and later) the kernel peeks from the offset;
+        otherwise the bytes the guest already has are peeked again and thrown away."""
+        offset = e.offset
+        if self.peek_off:
+            try:
+                self.sock.setsockopt(socket.SOL_SOCKET, SO_PEEK_OFF, e.offset)
+                offset = 0
+            except OSError:
+                self.peek_off = False
         try:
-            raw = self.sock.recv(e.offset + e.length, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            raw = self.sock.recv(offset + e.length, socket.MSG_PEEK | socket.MSG_DONTWAIT)
         except (BlockingIOError, InterruptedError):
             raw = b""
-            eof = False
         except OSError:
             self.apply(self.conn.host_error(self.now()))
             return
-        data = raw[e.offset:]
-        eof = len(raw) < e.offset + e.length and self._peer_closed()
+        data = raw[offset:] if offset else raw
+        eof = len(raw) < offset + e.length and self._peer_closed()
         self.sent_unconsumed = max(self.sent_unconsumed, e.offset + len(data))
         self.apply(self.conn.peeked(bytes(data), eof, self.now()))
 
@@ -777,7 +788,8 @@ class TcpShell:
     def _consume(self, n: int) -> None:
         while n > 0:
             try:    # TCP with MSG_TRUNC: the kernel discards, nothing is copied
-                got = len(self.sock.recv(n, socket.MSG_TRUNC | socket.MSG_DONTWAIT))
+                got = self.sock.recv_into(_DISCARD, min(n, len(_DISCARD)),
+                                          socket.MSG_TRUNC | socket.MSG_DONTWAIT)
             except OSError:
                 break
             if got <= 0:
