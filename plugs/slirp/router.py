@@ -709,17 +709,32 @@ class TcpShell:
                 if e.on:
                     self.wake.set()
             elif isinstance(e, Connect):
-                self.router.nursery.start_soon(self._connect)
+                self._start_connect()
             elif isinstance(e, ShutdownWrite):
                 self._shutdown_write()
             elif isinstance(e, Close):
                 self._close(e.reset)
 
-    async def _connect(self) -> None:
+    def _start_connect(self) -> None:
+        """A connect to the host's loopback is usually complete, or refused, by the time
+        connect() returns: then the guest gets its SYN-ACK (or RST) at once, without a
+        round through the event loop."""
         err = self.sock.connect_ex(self.target)
         if err == errno.EINPROGRESS:
-            await trio.lowlevel.wait_writable(self.sock)
             err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if not err:
+                try:
+                    self.sock.getpeername()
+                except OSError:         # not connected yet: wait for it
+                    self.router.nursery.start_soon(self._connect)
+                    return
+        self._connect_done(err)
+
+    async def _connect(self) -> None:
+        await trio.lowlevel.wait_writable(self.sock)
+        self._connect_done(self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
+
+    def _connect_done(self, err: int) -> None:
         if self.closed:
             return
         if err:
