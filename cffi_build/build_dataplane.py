@@ -26,17 +26,25 @@ def cdef_from_header(text: str) -> str:
     return "\n".join(keep)
 
 
-ffibuilder = FFI()
-ffibuilder.cdef("\n".join(cdef_from_header((HERE / h).read_text()) for h in HEADERS))
-ffibuilder.set_source(
-    "switchd._dataplane",
-    "\n".join(f'#include "{h}"' for h in HEADERS),
-    # Paths relative to the project root, where setuptools runs this script.
-    sources=[f"cffi_build/{s}" for s in SOURCES],
-    include_dirs=["cffi_build"],
-    extra_compile_args=["-O2", "-std=gnu11", "-Wall"],
-    libraries=["pthread"],
-)
+def api_builder(module: str, headers: list[str], sources: list[str],
+                libraries: list[str] = ()) -> FFI:
+    """A cffi API-mode builder for `module`, declared by `headers` and compiled from
+    `sources` (all in cffi_build/): what every build script of the project needs."""
+    ffi = FFI()
+    ffi.cdef("\n".join(cdef_from_header((HERE / h).read_text()) for h in headers))
+    ffi.set_source(
+        module,
+        "\n".join(f'#include "{h}"' for h in headers),
+        # Paths relative to the project root, where setuptools runs the build scripts.
+        sources=[f"cffi_build/{s}" for s in sources],
+        include_dirs=["cffi_build"],
+        extra_compile_args=["-O2", "-std=gnu11", "-Wall"],
+        libraries=list(libraries),
+    )
+    return ffi
+
+
+ffibuilder = api_builder("switchd._dataplane", HEADERS, SOURCES, ["pthread"])
 
 if __name__ == "__main__":
     ffibuilder.compile(verbose=True)
