@@ -169,6 +169,8 @@ class Router:
         self.resolvers = resolvers
         self.udp = UdpFlows(net, resolvers)
         self.udp_forward_socks: dict[int, socket.socket] = {}   # -U host port -> its socket
+        self.tcp_listeners: list[tuple] = []    # (-L forward, listening socket)
+        self.udp_listeners: list[tuple] = []    # (-U forward, its socket)
         self.pings = PingFlows()
         self.tftp = TftpServer(self._tftp_read) if opts.tftp else None
         self.tcp: dict[tuple, TcpShell] = {}
@@ -180,15 +182,15 @@ class Router:
         self.dirty: set[TcpShell] = set()       # connections with guest data to write
 
     # ------------------------------------------------------------------ running
-    async def run(self, listeners: list[socket.socket] = ()) -> None:
+    async def run(self) -> None:
         async with trio.open_nursery() as nursery:
             self.nursery = nursery
             self.link.nursery = nursery
             nursery.start_soon(self._timers)
             nursery.start_soon(self._report)
-            for fwd, lsock in self.tcp_listeners():
+            for fwd, lsock in self.tcp_listeners:
                 nursery.start_soon(self._accept_loop, fwd, lsock)
-            for fwd, lsock in self.udp_listeners():
+            for fwd, lsock in self.udp_listeners:
                 nursery.start_soon(self._udp_forward_loop, fwd, lsock)
             async for batch in self.link.frames():
                 now = trio.current_time()
@@ -208,29 +210,22 @@ class Router:
                 self.link.flush()
             nursery.cancel_scope.cancel()
 
-    def tcp_listeners(self):
-        return getattr(self, "_tcp_listeners", [])
-
-    def udp_listeners(self):
-        return getattr(self, "_udp_listeners", [])
-
     def open_forwards(self) -> None:
         """-L and -U: listening sockets on every host address, before the router runs."""
-        self._tcp_listeners, self._udp_listeners = [], []
         for fwd in self.opts.tcp_forwards:
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind(("0.0.0.0", fwd.host_port))
             s.listen(64)
             s.setblocking(False)
-            self._tcp_listeners.append((fwd, s))
+            self.tcp_listeners.append((fwd, s))
         for fwd in self.opts.udp_forwards:
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             s.bind(("0.0.0.0", fwd.host_port))
             s.setblocking(False)
             self.udp.forward(fwd.host_port, IPv4Address(fwd.guest_addr), fwd.guest_port)
             self.udp_forward_socks[fwd.host_port] = s
-            self._udp_listeners.append((fwd, s))
+            self.udp_listeners.append((fwd, s))
 
     def report(self) -> str:
         """What was dropped and why, and how many flows there are (SIGUSR1, and once a
@@ -374,7 +369,7 @@ class Router:
         guest_ip, guest_port, remote_ip, remote_port = key
         mac = self.neighbours.lookup(guest_ip)
         payload, mss, n = run.payload, run.mss, len(run.payload)
-        if mac is None or self.link.sock is None:       # the same, segment by segment
+        if mac is None:         # the guest's MAC is being asked: segment by segment, held
             for pos in range(0, n, mss):
                 last = pos + mss >= n
                 flags = pk.ACK | (pk.PSH | (pk.FIN if run.fin else 0) if last else 0)
@@ -590,8 +585,8 @@ class Router:
             self.counters["TCP connection refused" if target is None else "TCP: too many"] += 1
             self.send_tcp(key, Segment(0, (tcp.seq + 1) & 0xFFFFFFFF, pk.RST | pk.ACK, 0))
             return
-        self.isn = (self.isn + 64000 + int(now * 250000)) & 0xFFFFFFFF
-        conn, effects = TcpConnection.from_guest_syn(seg, self.net.mtu, now, self.isn)
+        isn = self._next_isn(now)
+        conn, effects = TcpConnection.from_guest_syn(seg, self.net.mtu, now, isn)
         self._tune(conn)
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setblocking(False)
@@ -633,13 +628,19 @@ class Router:
                 sock.close()
                 self.counters["TCP forward: refused"] += 1
                 continue
-            self.isn = (self.isn + 64000 + int(now * 250000)) & 0xFFFFFFFF
-            conn, effects = TcpConnection.from_host_accept(self.net.mtu, now, self.isn)
+            isn = self._next_isn(now)
+            conn, effects = TcpConnection.from_host_accept(self.net.mtu, now, isn)
             self._tune(conn)
             shell = TcpShell(self, key, sock, conn, None)
             self.tcp[key] = shell
             shell.start_reader()
             shell.apply(effects)
+
+    def _next_isn(self, now: float) -> int:
+        """Initial sequence numbers: a random start, moving on with every connection and
+        with time, so a new connection on the same ports is not mistaken for an old one."""
+        self.isn = (self.isn + 64000 + int(now * 250000)) & 0xFFFFFFFF
+        return self.isn
 
     def _tune(self, conn: TcpConnection) -> None:
         """What suits a virtual network behind a switch: runs of data segments built in C;
