@@ -628,7 +628,12 @@ def test_hash_events_learn_and_port_leaving(program, switches, debian_switch, pl
     assert quiet(c) == b""
     assert c.raw("debug/add port") == OK
     a.close()
-    got = read_until(c, b"3012 hash/- 02:00:00:00:00:77 VLAN 00:00 Port 2\n") + quiet(c)
+    assert a.proc.poll() is not None, "the plug on port 2 did not exit"
+    try:
+        got = read_until(c, b"3012 hash/- 02:00:00:00:00:77 VLAN 00:00 Port 2\n", timeout=15)
+    except AssertionError as e:       # say what the switch still believes about port 2
+        raise AssertionError(f"{e}; port 2 now: {sw.try_command('port/print 2')}") from None
+    got += quiet(c)
     lines = got.decode().splitlines()
     assert [ln.split(" FD ")[0] for ln in lines] == [
         "3032 port/ep/- Port 02", "3022 port/- 02",
