@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -414,6 +415,55 @@ if ping -c 2 -W 3 10.0.2.2; then echo PING-OK; fi
         assert "PING-OK" in out, out[-3000:]
     finally:
         http.close(), dns.close()
+        s.stop()
+
+
+@pytest.mark.qemu
+def test_two_qemu_guests_at_once(slirp, sockdir):
+    """Two QEMU guests on the switch at the same time: two different leases; each waits
+    until it can ping the other (so both are up together), then fetches its own 2 MB file
+    from a host server on loopback (the transfers overlap), hash checked, and pings the
+    router."""
+    s = slirp("-D")
+    macs = ["52:54:00:12:34:77", "52:54:00:12:34:78"]
+    https = [HttpServer(size=2 << 20) for _ in macs]
+    digests = [hashlib.sha256(h.body).hexdigest() for h in https]
+    initrds = []
+    for i, http in enumerate(https):
+        script = f"""
+mkdir -p /etc/udhcpc
+cat > /etc/udhcpc/default.script <<'EOF'
+{UDHCPC_SCRIPT}
+EOF
+chmod +x /etc/udhcpc/default.script
+ip link set eth0 up
+udhcpc -i eth0 -f -q -n -t 10 -T 1
+peer=10.0.2.15
+ip addr show eth0 | grep -q 'inet 10.0.2.15/' && peer=10.0.2.16
+for i in $(seq 30); do ping -c 1 -W 1 $peer >/dev/null && echo PEER-OK && break; done
+wget -q -O /tmp/f http://10.0.2.2:{http.port}/f && sha256sum /tmp/f
+if ping -c 2 -W 3 10.0.2.2; then echo PING-OK; fi
+"""
+        initrds.append(build_initramfs(script, sockdir / f"slirp-initrd-{i}.cpio"))
+    try:
+        wait_data_sockets(slirp.switch.dir, 1)
+        with ThreadPoolExecutor(len(macs)) as pool:     # both QEMUs run at the same time
+            runs = [pool.submit(run_guest, initrd, [
+                "-nic", f"vde,sock={slirp.switch.dir},model=virtio-net-pci,mac={mac}"])
+                for initrd, mac in zip(initrds, macs)]
+            outs = [r.result() for r in runs]
+        leases = []
+        for out, digest in zip(outs, digests):
+            lease = re.search(r"LEASE ip=(\S+) router=10\.0\.2\.2 dns=10\.0\.2\.3", out)
+            assert lease, out[-3000:]
+            leases.append(lease.group(1))
+            assert "PEER-OK" in out, out[-3000:]
+            assert digest in out, out[-3000:]
+            assert "PING-OK" in out, out[-3000:]
+        assert sorted(leases) == ["10.0.2.15", "10.0.2.16"], leases
+    finally:
+        for http in https:
+            http.close()
         s.stop()
 
 
