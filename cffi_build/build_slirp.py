@@ -5,7 +5,8 @@ import sys
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from build_dataplane import api_builder
 
-ffibuilder = api_builder("plugs._slirp", ["slirp_fast.h"], ["slirp_fast.c"])
+ffibuilder = api_builder("plugs._slirp", ["slirp_fast.h", "tcp_fast.h"],
+                         ["slirp_fast.c", "tcp_fast.c"])
 
 if __name__ == "__main__":
     ffibuilder.compile(verbose=True)

@@ -43,6 +43,7 @@ A user-mode NAT router (IPv4) on a VDE network, like slirpvde.
   -m, --mod MODE          mode (octal) of the data socket
       --mtu N             the guests' MTU, {MTU_MIN}..{MTU_MAX} (default 1500)
       --resolv-conf PATH  where the host's resolvers are (default /etc/resolv.conf)
+      --no-fast-path      every frame through the Python cores (to compare, to debug)
   -h, --help              this help
 """
 
@@ -76,6 +77,7 @@ class SlirpOptions:
     mode: int | None = None
     mtu: int = 1500
     resolv_conf: str = "/etc/resolv.conf"
+    no_fast_path: bool = False          # established TCP stays in Python too
 
     def network(self) -> Network:
         return Network.from_text(self.host, self.dns, self.dhcp_start, self.mtu)
@@ -106,6 +108,7 @@ def _parser() -> _Parser:
     p.add_argument("-m", "--mod")
     p.add_argument("--mtu")
     p.add_argument("--resolv-conf", dest="resolv_conf")
+    p.add_argument("--no-fast-path", dest="no_fast_path", action="store_true")
     p.add_argument("-h", "--help", action="store_true")
     p.add_argument("switch", nargs="*")
     return p
@@ -147,7 +150,7 @@ def parse_args(argv: list[str]) -> SlirpOptions:
     if ns.unix_redirect is not None:
         raise SlirpUsageError("option -x: redirection to UNIX sockets is not supported")
     o = SlirpOptions(dhcp=ns.dhcp or ns.dhcp_start is not None, tftp=ns.tftp, pidfile=ns.pidfile, daemon=ns.daemon,
-                     quiet=ns.quiet, group=ns.group)
+                     quiet=ns.quiet, group=ns.group, no_fast_path=ns.no_fast_path)
     if ns.resolv_conf is not None:
         o.resolv_conf = ns.resolv_conf
 

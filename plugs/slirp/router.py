@@ -25,6 +25,7 @@ from . import packets as pk
 from .arp import Neighbours, arp_reply, arp_request
 from .dhcp import DhcpServer
 from .dns import Resolvers
+from .fastpath import EJECT_BLOCKED, FastPath
 from .icmp import PingFlows, local_echo_reply
 from .net import Network
 from .tcp import (
@@ -72,6 +73,7 @@ class Link:
         self.queue: list[bytes] = []    # frames waiting for the end of a hold, or for room
         self.waiting = False            # a task waits for the switch to take frames again
         self.nursery: trio.Nursery | None = None
+        self.fast: FastPath | None = None   # frames are received in C (switch links)
         if sock is None:
             os.set_blocking(0, False)
         else:
@@ -79,7 +81,12 @@ class Link:
 
     async def frames(self):
         while True:
-            if self.sock is not None:
+            if self.fast is not None:
+                await trio.lowlevel.wait_readable(self.sock)
+                if self.fast.receive(trio.current_time()) < 0:
+                    return                  # the switch went away
+                yield self.fast.for_python()    # the router calls fast_changes() first
+            elif self.sock is not None:
                 await trio.lowlevel.wait_readable(self.sock)
                 batch = []
                 while len(batch) < 64:
@@ -124,6 +131,14 @@ class Link:
         self.queue.append(frame)
         if not self.holding and not self.waiting:
             self._push()
+
+    def take_unsent(self, frames: list[bytes]) -> None:
+        """Frames C built that the switch could not take now: they wait their turn."""
+        if frames:
+            self.hold()
+            for f in frames:
+                self.send(f)
+            self.flush()
 
     def _push(self) -> None:
         """Sends the queue; what the switch cannot take now waits for room, in order
@@ -180,9 +195,13 @@ class Router:
         self.held_acks: dict[tuple, Segment] | None = None    # see send_tcp
         self.run_of: list | None = None         # see _tcp_in_batch
         self.dirty: set[TcpShell] = set()       # connections with guest data to write
+        self.fast: FastPath | None = None       # established connections carried in C
+        self.candidates: set[TcpShell] = set()  # connections that may go to C
 
     # ------------------------------------------------------------------ running
     async def run(self) -> None:
+        if self.link.sock is not None and not self.opts.no_fast_path:
+            self.fast = self.link.fast = FastPath(self.link.sock.fileno(), self.net.router_mac)
         async with trio.open_nursery() as nursery:
             self.nursery = nursery
             self.link.nursery = nursery
@@ -196,6 +215,7 @@ class Router:
                 now = trio.current_time()
                 self.held_acks = {}
                 self.link.hold()
+                self.fast_changes(now)
                 self.run_of = []
                 for frame in batch:
                     self.handle_frame(frame, now)
@@ -207,6 +227,7 @@ class Router:
                 held, self.held_acks = self.held_acks, None
                 for key, seg in held.items():
                     self._send_tcp_now(key, seg)
+                self.promote(now)
                 self.link.flush()
             nursery.cancel_scope.cancel()
 
@@ -238,7 +259,8 @@ class Router:
         counts["neighbour table evictions"] = self.neighbours.evictions
         counts["frames the switch could not take"] = self.link.dropped
         counts = {k: v for k, v in counts.items() if v}
-        return (f"{len(self.tcp)} TCP, {len(self.udp)} UDP, {len(self.pings)} ICMP flows; "
+        in_c = f" ({len(self.fast)} in C)" if self.fast is not None else ""
+        return (f"{len(self.tcp)} TCP{in_c}, {len(self.udp)} UDP, {len(self.pings)} ICMP flows; "
                 + ("; ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "nothing dropped"))
 
     async def _report(self) -> None:
@@ -260,7 +282,14 @@ class Router:
         while True:
             await trio.sleep(TICK)
             now = trio.current_time()
+            self.link.hold()
             for shell in list(self.tcp.values()):
+                c = shell.fast
+                if c is not None:
+                    if not ((c.rto_at and c.rto_at <= now)
+                            or c.last_activity + shell.conn.IDLE_TIMEOUT <= now):
+                        continue
+                    shell.apply(self.fast.take_back(shell, now))
                 d = shell.conn.next_deadline()
                 if d is not None and d <= now:
                     shell.apply(shell.conn.timer(now))
@@ -273,6 +302,39 @@ class Router:
                     self._send_udp(self.net.host, 69, client[0], client[1], payload)
             for ip in [ip for ip, q in self.pending.items() if q and q[0][0] + PENDING_TIME < now]:
                 self.counters["no MAC for guest address"] += len(self.pending.pop(ip))
+            self.promote(now)
+            self.link.flush()
+
+    # ------------------------------------------------------------------ the C data path
+    def fast_changes(self, now: float) -> None:
+        """After C ran: connections it gave back take their state back (before the
+        router sees their frames); readers it wants watching wake up."""
+        if self.fast is None:
+            return
+        self.link.take_unsent(self.fast.unsent())
+        for shell in self.fast.changed():
+            c = shell.fast
+            if c is not None and not c.in_table:
+                reason = c.eject
+                shell.apply(self.fast.take_back(shell, now))
+                if reason == EJECT_BLOCKED:
+                    shell.wait_room()
+            shell.wake.set()
+
+    def promote(self, now: float) -> None:
+        """Connections that tcp.py says are steady go to C."""
+        if self.fast is None or not self.candidates:
+            return
+        shells, self.candidates = self.candidates, set()
+        for shell in shells:
+            if shell.closed or shell.fast is not None or not shell.may_go_fast():
+                continue
+            mac = self.neighbours.lookup(shell.key[0])
+            if mac is None or not self.fast.promote(shell, mac):
+                continue
+            shell.wake.set()
+            self.fast.pump(shell, now)
+            self.fast_changes(now)
 
     # ------------------------------------------------------------------ frames in
     def handle_frame(self, frame: bytes, now: float) -> None:
@@ -570,6 +632,8 @@ class Router:
         seg = Segment(tcp.seq, tcp.ack, tcp.flags, tcp.window, tcp.payload, tcp.mss, tcp.wscale)
         shell = self.tcp.get(key)
         if shell is not None:
+            if shell.fast is not None:      # C has it: its state first
+                shell.apply(self.fast.take_back(shell, now))
             shell.apply(shell.conn.from_guest(seg, now))
             return
         if tcp.flags & (pk.SYN | pk.ACK | pk.RST) != pk.SYN:
@@ -687,11 +751,14 @@ class TcpShell:
         self.closing = False            # closed by the core, the out buffer still draining
         self.refused = False            # a Send was not taken whole
         self.peek_off = True            # SO_PEEK_OFF works here, until it fails once
+        self.fast = None                # its struct fast_conn while C carries it
 
     def now(self) -> float:
         return trio.current_time()
 
     def apply(self, effects) -> None:
+        if self.router.fast is not None:
+            self.router.candidates.add(self)
         for e in effects:
             if self.closed:
                 return
@@ -715,6 +782,20 @@ class TcpShell:
                 self._shutdown_write()
             elif isinstance(e, Close):
                 self._close(e.reset)
+
+    def may_go_fast(self) -> bool:
+        """Nothing of the shell's own under way, and the core steady."""
+        return (self.reader_started and self.peek_off and not self.closed
+                and not self.outbuf and not self.writable_waiting and not self.refused
+                and self.conn.steady())
+
+    def wait_room(self) -> None:
+        """C gave the connection back because the socket did not take a whole segment:
+        the core shut the window; it reopens once the socket is writable."""
+        self.refused = True
+        if not self.writable_waiting:
+            self.writable_waiting = True
+            self.router.nursery.start_soon(self._writable)
 
     def _start_connect(self) -> None:
         """A connect to the host's loopback is usually complete, or refused, by the time
@@ -752,6 +833,9 @@ class TcpShell:
     async def _reader(self) -> None:
         try:
             while not self.closed:
+                if self.fast is not None:
+                    await self._fast_reader_step()
+                    continue
                 if not self.want_readable:
                     self.wake = trio.Event()
                     await self.wake.wait()
@@ -773,6 +857,26 @@ class TcpShell:
                 await trio.lowlevel.checkpoint()
         except (trio.ClosedResourceError, OSError):
             return
+
+    async def _fast_reader_step(self) -> None:
+        """While C carries the connection: C keeps SO_RCVLOWAT at what is in flight + 1,
+        so readable means new host data; C peeks and sends it."""
+        if not self.fast.want_read:
+            self.wake = trio.Event()
+            await self.wake.wait()
+            return
+        await trio.lowlevel.wait_readable(self.sock)
+        if self.closed or self.fast is None:
+            return
+        router = self.router
+        now = self.now()
+        router.link.hold()
+        try:
+            router.fast.pump(self, now)
+            router.fast_changes(now)
+        finally:
+            router.link.flush()
+        await trio.lowlevel.checkpoint()
 
     def _peek(self, e: Peek) -> None:
         """With SO_PEEK_OFF (TCP, Linux 6.9 and later) the kernel peeks from the offset;
@@ -868,9 +972,11 @@ class TcpShell:
         """The socket was full: write the rest as it drains, then reopen the window (or
         finish the shutdown or the close that waited for the data)."""
         try:
-            while self.outbuf:
+            while True:             # at least once: C may have left it full, outbuf empty
                 await trio.lowlevel.wait_writable(self.sock)
                 self._write_out()
+                if not self.outbuf:
+                    break
         except (trio.ClosedResourceError, OSError):
             return
         finally:
@@ -887,6 +993,8 @@ class TcpShell:
 
     def _close(self, reset: bool) -> None:
         self.closed = True
+        if self.fast is not None:       # C never writes to a closing socket
+            self.router.fast.forget(self)
         self.wake.set()
         self.router.forget(self.key)
         if not reset and self.outbuf:   # the guest's last data first

@@ -404,6 +404,51 @@ class TcpConnection:
         return (self.guest_fin and self.host_end is not None
                 and self.snd_una > self.host_end)
 
+    # ---- the C data path (cffi_build/tcp_fast.c) ------------------------------------------
+
+    def steady(self) -> bool:
+        """Whether the connection may run in C for now: established, both directions
+        open, nothing asked of the shell and not answered, no recovery under way (no
+        rewind, no retransmission backoff, no zero window)."""
+        return (self._phase == _OPEN and self.host_end is None and not self.guest_fin
+                and self._peek is None and self._send_pending is None
+                and not self._send_blocked and self._persist_at is None
+                and self.snd_wnd > 0 and self.snd_nxt == self.snd_max
+                and self.retries == 0 and self.COALESCE and self.CONGESTION)
+
+    def handed_state(self) -> dict:
+        """What C needs to carry the connection on (see steady())."""
+        return {"iss": self.iss, "guest_isn": self.guest_isn or 0, "snd_una": self.snd_una,
+                    "snd_nxt": self.snd_nxt, "snd_max": self.snd_max, "snd_wnd": self.snd_wnd,
+                    "cwnd": self._cwnd(), "ssthresh": min(self.ssthresh, (1 << 63) - 1),
+                    "max_window": self.MAX_WINDOW, "rcv_nxt": self.rcv_nxt,
+                    "mss": self._send_mss(), "peek_max": self.PEEK_MAX,
+                    "guest_wscale": self.guest_wscale, "window_field": self._window_field(),
+                    "rto": self.rto, "rto_initial": self.RTO_INITIAL,
+                    "rto_at": self._rto_at or 0.0, "last_activity": self._last_activity,
+                    "last_guest": self._last_guest}
+
+    def taken_back(self, snd_una: int, snd_nxt: int, snd_max: int, snd_wnd: int, cwnd: int,
+                   rcv_nxt: int, rto: float, rto_at: float, last_activity: float,
+                   last_guest: float, now: float, blocked: bool = False) -> list:
+        """C gives the connection back with its state; blocked: the socket did not take
+        all of the last segment (what it took is in rcv_nxt). Effects as after any event."""
+        self.snd_una, self.snd_nxt, self.snd_max = snd_una, snd_nxt, snd_max
+        self.snd_wnd, self.cwnd, self.rcv_nxt = snd_wnd, cwnd, rcv_nxt
+        self.rto, self._rto_at = rto, (rto_at or None)
+        self._last_activity, self._last_guest = last_activity, last_guest
+        self._wl1, self._wl2 = self.rcv_nxt - 1, self.snd_una
+        self._dupacks = 0
+        self._may_have, self._drained, self._kick = True, False, True
+        self._reading = None                    # say again whether to watch the socket
+        eff: list = []
+        if blocked:
+            self._send_blocked = True
+            self._rcv_wnd = 0
+            eff.append(self._ack_seg())
+        self._tail(now, eff)
+        return eff
+
     # ---- host events ------------------------------------------------------------------
 
     def connected(self, ok: bool, now: float) -> list:
