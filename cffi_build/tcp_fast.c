@@ -447,8 +447,10 @@ static int segment(struct fast_table *t, struct fast_conn *c, const uint8_t *tcp
             n = 0;
         c->rcv_nxt += (uint64_t)n;
         if ((uint32_t)n < plen) {
-            eject(t, c, FAST_EJECT_BLOCKED);    /* tcp.py shuts the window until writable */
-            return 1;
+            /* the socket is full: the rest of the segment (it now overlaps what was taken)
+             * and what follows go to tcp.py, whose shell buffers them until writable */
+            eject(t, c, FAST_EJECT_FRAME);
+            return 0;
         }
         c->ack_due = 1;
     }

@@ -13,7 +13,8 @@
  * Anything else gives the connection back to Python ("ejects" it, with the reason) before
  * the frame that needs a decision is handed over: out-of-order or old segments, duplicate
  * ACKs, a zero window, flags other than ACK/PSH, TCP options, a socket that does not take
- * a whole segment, host EOF or a socket error. Python copies the state back into its
+ * a whole segment (the frame goes to tcp.py with the part taken already counted), host
+ * EOF or a socket error. Python copies the state back into its
  * TcpConnection and carries on as if it had seen every frame itself. Timers stay in
  * Python: it reads rto_at and last_activity and ejects the connection when one is due.
  *
@@ -28,10 +29,9 @@
 /* why a connection left the fast path (fast_conn.eject) */
 #define FAST_IN 0               /* still in it */
 #define FAST_EJECT_FRAME 1      /* a frame that needs tcp.py (handed over with the batch) */
-#define FAST_EJECT_BLOCKED 2    /* the host socket did not take a whole segment */
-#define FAST_EJECT_EOF 3        /* the host closed its side */
-#define FAST_EJECT_ERROR 4      /* the host socket failed */
-#define FAST_EJECT_PYTHON 5     /* taken back by Python (a timer, a close) */
+#define FAST_EJECT_EOF 2        /* the host closed its side */
+#define FAST_EJECT_ERROR 3      /* the host socket failed */
+#define FAST_EJECT_PYTHON 4     /* taken back by Python (a timer, a close) */
 
 struct fast_conn {
     int id;                     /* Python's handle for the connection */

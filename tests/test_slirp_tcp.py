@@ -540,8 +540,9 @@ def test_guest_data_partial_take():
     assert sh.tx == payload[:1000]
     (a,) = sh.take()
     assert a.ack == GISN + 1 + 1000 and a.window == 0
-    # the rest of a burst meanwhile: out of order now, a duplicate ACK each
-    sh.guest(g.seg(ACK, data_of(500, seed=3), seq_delta=3000))
+    # the rest of a burst meanwhile: out of order now, a duplicate ACK each (and held)
+    more = data_of(500, seed=3)
+    sh.guest(g.seg(ACK, more, seq_delta=3000))
     (d,) = sh.take()
     assert d.ack == a.ack and sh.tx == payload[:1000]
     sh.room = None
@@ -550,10 +551,24 @@ def test_guest_data_partial_take():
     assert w.ack == a.ack and w.window == (1 << 20) >> 7
     assert sh.conn.writable(0.0) == []
     sh.guest(g.seg(ACK | PSH, payload))        # the guest retransmits from its acked point
-    assert sh.tx == payload
-    (a,) = sh.take()
-    assert a.ack == GISN + 1 + 3000 and a.window == 8192
-    assert [e for e in sh.log if isinstance(e, Send)][-1] == Send(payload[1000:])
+    assert sh.tx == payload + more              # the held segment follows, not sent again
+    acks = sh.take()
+    assert acks[-1].ack == GISN + 1 + 3500 and acks[-1].window == 8192
+    sends = [e for e in sh.log if isinstance(e, Send)]
+    assert sends[-2:] == [Send(payload[1000:]), Send(more)]
+
+
+def test_out_of_order_data_is_held_until_the_gap_fills():
+    sh, g = open_outbound()
+    a, b, c = data_of(1000, seed=4), data_of(1000, seed=5), data_of(1000, seed=6)
+    sh.guest(g.seg(ACK, c, seq_delta=2000))     # lost: a and b
+    sh.guest(g.seg(ACK, b, seq_delta=1000))
+    assert sh.tx == b"" and {s.ack for s in sh.take()} == {GISN + 1}
+    sh.guest(g.seg(ACK, a))                     # the retransmission fills the gap
+    assert sh.tx == a + b + c
+    assert sh.take()[-1].ack == GISN + 1 + 3000
+    sh.guest(g.seg(ACK, b, seq_delta=1000))     # a late copy: acknowledged, not written
+    assert sh.tx == a + b + c and sh.take()[-1].ack == GISN + 1 + 3000
 
 
 def test_a_complete_take_reopens_the_window():

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from .._slirp import ffi, lib
 
-EJECT_BLOCKED = lib.FAST_EJECT_BLOCKED
 EJECT_EOF = lib.FAST_EJECT_EOF
 EJECT_ERROR = lib.FAST_EJECT_ERROR
 EJECT_PYTHON = lib.FAST_EJECT_PYTHON
@@ -94,6 +93,7 @@ class FastPath:
         shell.fast = c
         self.shells[c.id] = shell
         self.promoted += 1
+
         return True
 
     def take_back(self, shell, now: float, reason: int = EJECT_PYTHON) -> list:
@@ -111,7 +111,7 @@ class FastPath:
         shell.sent_unconsumed = c.snd_nxt - c.snd_una
         effects = shell.conn.taken_back(
             c.snd_una, c.snd_nxt, c.snd_max, c.snd_wnd, c.cwnd, c.rcv_nxt, c.rto, c.rto_at,
-            c.last_activity, c.last_guest, now, blocked=reason == EJECT_BLOCKED)
+            c.last_activity, c.last_guest, now)
         if reason == EJECT_ERROR:
             effects += shell.conn.host_error(now)
         return effects

@@ -8,12 +8,14 @@ reason and dropped; nothing a guest sends stops the router.
 from __future__ import annotations
 
 import errno
+import fcntl
 import logging
 import os
 import select
 import signal
 import socket
 import struct
+import termios
 from collections import Counter, deque
 from ipaddress import IPv4Address
 
@@ -25,7 +27,7 @@ from . import packets as pk
 from .arp import Neighbours, arp_reply, arp_request
 from .dhcp import DhcpServer
 from .dns import Resolvers
-from .fastpath import EJECT_BLOCKED, FastPath
+from .fastpath import FastPath
 from .icmp import PingFlows, local_echo_reply
 from .net import Network
 from .tcp import (
@@ -52,6 +54,7 @@ PENDING_TIME = 1.0              # seconds they are held
 MAX_TCP = 1024                  # connections at once
 OUT_LIMIT = 1 << 20             # guest data a connection holds for a full socket
 BACKLOG_LIMIT = 8192            # frames waiting for room at the switch
+KEEPS_UP = 64 << 10             # bytes unsent in a host socket: the reader keeps up
 RTO_FIRST = 0.2                 # seconds before the first retransmission to a guest
 REPORT_EVERY = 60.0             # seconds between reports of what was dropped, if it changed
 LOOPBACK = IPv4Address("127.0.0.1")
@@ -259,7 +262,8 @@ class Router:
         counts["neighbour table evictions"] = self.neighbours.evictions
         counts["frames the switch could not take"] = self.link.dropped
         counts = {k: v for k, v in counts.items() if v}
-        in_c = f" ({len(self.fast)} in C)" if self.fast is not None else ""
+        in_c = ("" if self.fast is None else f" ({len(self.fast)} in C; handed to C "
+                f"{self.fast.promoted} times, taken back {self.fast.taken_back})")
         return (f"{len(self.tcp)} TCP{in_c}, {len(self.udp)} UDP, {len(self.pings)} ICMP flows; "
                 + ("; ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "nothing dropped"))
 
@@ -315,10 +319,7 @@ class Router:
         for shell in self.fast.changed():
             c = shell.fast
             if c is not None and not c.in_table:
-                reason = c.eject
                 shell.apply(self.fast.take_back(shell, now))
-                if reason == EJECT_BLOCKED:
-                    shell.wait_room()
             shell.wake.set()
 
     def promote(self, now: float) -> None:
@@ -787,15 +788,17 @@ class TcpShell:
         """Nothing of the shell's own under way, and the core steady."""
         return (self.reader_started and self.peek_off and not self.closed
                 and not self.outbuf and not self.writable_waiting and not self.refused
-                and self.conn.steady())
+                and self.conn.steady() and self._host_keeps_up())
 
-    def wait_room(self) -> None:
-        """C gave the connection back because the socket did not take a whole segment:
-        the core shut the window; it reopens once the socket is writable."""
-        self.refused = True
-        if not self.writable_waiting:
-            self.writable_waiting = True
-            self.router.nursery.start_soon(self._writable)
+    def _host_keeps_up(self) -> bool:
+        """The host application reads what the guest sends: little waits in the socket's
+        send queue. (C writes straight to the socket and gives the connection back when it
+        is full; a slow reader is better served by the out buffer here.)"""
+        try:
+            queued = struct.unpack("i", fcntl.ioctl(self.sock, termios.TIOCOUTQ, b"\0" * 4))[0]
+        except OSError:
+            return False
+        return queued < KEEPS_UP
 
     def _start_connect(self) -> None:
         """A connect to the host's loopback is usually complete, or refused, by the time
@@ -849,6 +852,8 @@ class TcpShell:
                 await trio.lowlevel.wait_readable(self.sock)
                 if self.closed:
                     return
+                if self.fast is not None:       # handed to C meanwhile: C reads it now
+                    continue
                 self.router.link.hold()         # the segments of one peek leave together
                 try:
                     self.apply(self.conn.readable(self.now()))
@@ -972,11 +977,9 @@ class TcpShell:
         """The socket was full: write the rest as it drains, then reopen the window (or
         finish the shutdown or the close that waited for the data)."""
         try:
-            while True:             # at least once: C may have left it full, outbuf empty
+            while self.outbuf:
                 await trio.lowlevel.wait_writable(self.sock)
                 self._write_out()
-                if not self.outbuf:
-                    break
         except (trio.ClosedResourceError, OSError):
             return
         finally:

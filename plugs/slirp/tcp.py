@@ -252,6 +252,8 @@ class TcpConnection:
         self.guest_fin = False
         self._rcv_wnd = self.RCV_WINDOW
         self._send_pending: tuple[int, bool] | None = None   # (length, FIN follows)
+        self._held: dict[int, bytes] = {}       # out-of-order guest data, by offset
+        self._held_bytes = 0
         self._send_blocked = False
         # reading the host socket
         self._peek: tuple[int, int] | None = None   # (offset from iss, length) asked for
@@ -414,7 +416,8 @@ class TcpConnection:
                 and self._peek is None and self._send_pending is None
                 and not self._send_blocked and self._persist_at is None
                 and self.snd_wnd > 0 and self.snd_nxt == self.snd_max
-                and self.retries == 0 and self.COALESCE and self.CONGESTION)
+                and self.retries == 0 and not self._held
+                and self.COALESCE and self.CONGESTION)
 
     def handed_state(self) -> dict:
         """What C needs to carry the connection on (see steady())."""
@@ -430,9 +433,8 @@ class TcpConnection:
 
     def taken_back(self, snd_una: int, snd_nxt: int, snd_max: int, snd_wnd: int, cwnd: int,
                    rcv_nxt: int, rto: float, rto_at: float, last_activity: float,
-                   last_guest: float, now: float, blocked: bool = False) -> list:
-        """C gives the connection back with its state; blocked: the socket did not take
-        all of the last segment (what it took is in rcv_nxt). Effects as after any event."""
+                   last_guest: float, now: float) -> list:
+        """C gives the connection back with its state. Effects as after any event."""
         self.snd_una, self.snd_nxt, self.snd_max = snd_una, snd_nxt, snd_max
         self.snd_wnd, self.cwnd, self.rcv_nxt = snd_wnd, cwnd, rcv_nxt
         self.rto, self._rto_at = rto, (rto_at or None)
@@ -442,10 +444,6 @@ class TcpConnection:
         self._may_have, self._drained, self._kick = True, False, True
         self._reading = None                    # say again whether to watch the socket
         eff: list = []
-        if blocked:
-            self._send_blocked = True
-            self._rcv_wnd = 0
-            eff.append(self._ack_seg())
         self._tail(now, eff)
         return eff
 
@@ -541,6 +539,11 @@ class TcpConnection:
             self.guest_fin = True
             self.rcv_nxt += 1
             eff.append(ShutdownWrite())
+        more = self._take_held() if n == length and not self.guest_fin else b""
+        if more:                        # the gap is filled: what was held goes on
+            self._send_pending = (len(more), False)
+            self._tail(now, eff)
+            return eff + [Send(more)]
         eff.append(self._ack_seg())
         if self._done():
             self._phase = _CLOSED
@@ -769,6 +772,7 @@ class TcpConnection:
         if seglen:
             if seq > self.rcv_nxt:
                 self.out_of_order += 1
+                self._hold(seq, s.payload, s.flags)
                 eff.append(self._ack_seg())     # duplicate ACK: the gap is ours to wait for
             elif self.guest_fin:
                 self.dropped += 1               # data after the guest's FIN
@@ -791,6 +795,33 @@ class TcpConnection:
                         return eff
         self._tail(now, eff)
         return eff + send
+
+    def _hold(self, seq: int, payload: bytes, flags: int) -> None:
+        """Keeps out-of-order data (within the window, not with a FIN) until the gap
+        before it is filled: the guest then need not send all of it again."""
+        if (flags & FIN or not payload or seq in self._held
+                or seq + len(payload) > self.rcv_nxt + self.RCV_WINDOW
+                or self._held_bytes + len(payload) > self.RCV_WINDOW):
+            return
+        self._held[seq] = bytes(payload)
+        self._held_bytes += len(payload)
+
+    def _take_held(self) -> bytes:
+        """The held data that now follows rcv_nxt without a gap (removed from the hold)."""
+        if not self._held:
+            return b""
+        out = bytearray()
+        pos = self.rcv_nxt
+        for start in sorted(self._held):
+            data = self._held[start]
+            if start > pos:
+                break
+            del self._held[start]
+            self._held_bytes -= len(data)
+            if start + len(data) > pos:
+                out += data[pos - start:]
+                pos = start + len(data)
+        return bytes(out)
 
     def _advance(self, ack: int, eff: list) -> None:
         """The guest acknowledged up to ack: discard those bytes from the socket."""
