@@ -22,6 +22,13 @@ int slirp_send_frames(int fd, const uint8_t *buf, const uint32_t *lens, int n);
  * the Ethernet header, src4/dst4 the IPv4 addresses (network order). The frames go end to
  * end into out (outlen bytes), their lengths into lens (maxn). Returns the number of
  * frames, or -1 if out or lens is too small. */
+/* Writes the Ethernet, IPv4 and TCP headers (no options; IPv4 as below) of a segment
+ * whose n payload bytes are already at f + 54, checksums included. */
+void slirp_tcp_headers(uint8_t *f, const uint8_t *dst_mac, const uint8_t *src_mac,
+                       const uint8_t *src4, const uint8_t *dst4, uint16_t sport,
+                       uint16_t dport, uint32_t seq, uint32_t ack, uint8_t flags,
+                       uint16_t window, uint32_t n);
+
 int slirp_build_tcp_run(const uint8_t *eth14, const uint8_t *src4, const uint8_t *dst4,
                         uint16_t sport, uint16_t dport, uint32_t seq, uint32_t ack,
                         uint16_t window, const uint8_t *payload, uint32_t len, uint32_t mss,

@@ -17,6 +17,7 @@
 #define FRAME_MAX 65550
 #define OUT_CAP (8u << 20)      /* frames built in one batch (or pump) */
 #define OUT_FRAMES 4096
+#define PEEK_SEGS 512           /* segments filled by one peek */
 #define HDR 54                  /* Ethernet + IPv4 + TCP, no options */
 #define LOWAT_CAP (8u << 20)
 #ifndef SO_PEEK_OFF
@@ -52,11 +53,6 @@ static inline uint16_t get16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p
 static inline uint32_t get32(const uint8_t *p)
 {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-static inline void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)(v >> 8); p[1] = (uint8_t)v; }
-static inline void put32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24); p[1] = (uint8_t)(v >> 16); p[2] = (uint8_t)(v >> 8); p[3] = (uint8_t)v;
 }
 
 /* ------------------------------------------------------------------ the table */
@@ -171,38 +167,13 @@ void fast_remove(struct fast_table *t, struct fast_conn *c, int reason)
 static uint32_t wire_seq(const struct fast_conn *c, uint64_t off) { return c->iss + (uint32_t)off; }
 static uint32_t wire_ack(const struct fast_conn *c) { return c->guest_isn + (uint32_t)c->rcv_nxt; }
 
-/* Fills the headers of a segment whose payload (n bytes) is already at f + HDR. */
+/* The headers of a segment to the guest whose payload (n bytes) is already at f + HDR. */
 static void fill_segment(struct fast_table *t, const struct fast_conn *c, uint8_t *f,
                          uint64_t off, uint8_t flags, uint32_t n)
 {
-    uint8_t *ip = f + 14, *tcp = ip + 20;
-    memcpy(f, c->guest_mac, 6);
-    memcpy(f + 6, t->router_mac, 6);
-    f[12] = 0x08;
-    f[13] = 0x00;
-    ip[0] = 0x45;
-    ip[1] = 0;
-    put16(ip + 2, (uint16_t)(40 + n));
-    put16(ip + 4, 0);
-    put16(ip + 6, 0x4000);
-    ip[8] = 64;
-    ip[9] = 6;
-    put16(ip + 10, 0);
-    memcpy(ip + 12, c->remote_ip, 4);
-    memcpy(ip + 16, c->guest_ip, 4);
-    put16(ip + 10, slirp_checksum(ip, 20, 0));
-    put16(tcp, c->remote_port);
-    put16(tcp + 2, c->guest_port);
-    put32(tcp + 4, wire_seq(c, off));
-    put32(tcp + 8, wire_ack(c));
-    tcp[12] = 5 << 4;
-    tcp[13] = flags;
-    put16(tcp + 14, (uint16_t)c->window_field);
-    put16(tcp + 16, 0);
-    put16(tcp + 18, 0);
-    uint32_t pseudo = get16(c->remote_ip) + get16(c->remote_ip + 2) + get16(c->guest_ip)
-                      + get16(c->guest_ip + 2) + 6 + 20 + n;
-    put16(tcp + 16, slirp_checksum(tcp, 20 + n, pseudo));
+    slirp_tcp_headers(f, c->guest_mac, t->router_mac, c->remote_ip, c->guest_ip,
+                      c->remote_port, c->guest_port, wire_seq(c, off), wire_ack(c), flags,
+                      (uint16_t)c->window_field, n);
 }
 
 static void push_frame(struct fast_table *t, uint32_t len)
@@ -286,10 +257,12 @@ static void pump(struct fast_table *t, struct fast_conn *c, double now)
             len = c->peek_max;
         uint32_t mss = c->mss;
         size_t room = OUT_CAP - t->out_len;
-        int frames_room = OUT_FRAMES - t->out_n;
         uint64_t nseg = (len + mss - 1) / mss;
-        if (nseg > (uint64_t)frames_room)
-            nseg = (uint64_t)frames_room;
+        uint64_t most = (uint64_t)(OUT_FRAMES - t->out_n);
+        if (most > PEEK_SEGS)
+            most = PEEK_SEGS;
+        if (nseg > most)
+            nseg = most;
         while (nseg && nseg * (HDR + mss) > room)
             nseg--;
         if (!nseg) {
@@ -298,12 +271,7 @@ static void pump(struct fast_table *t, struct fast_conn *c, double now)
         }
         if (len > nseg * mss)
             len = nseg * mss;
-        struct iovec v[OUT_FRAMES > 512 ? 512 : OUT_FRAMES];
-        if (nseg > 512) {
-            nseg = 512;
-            if (len > nseg * mss)
-                len = nseg * mss;
-        }
+        struct iovec v[PEEK_SEGS];
         size_t pos = t->out_len;
         uint64_t left = len;
         for (uint64_t i = 0; i < nseg; i++) {
@@ -546,12 +514,6 @@ int fast_changed_count(struct fast_table *t) { return t->n_changed; }
 int fast_changed_id(struct fast_table *t, int i) { return t->changed[i]; }
 int fast_unsent_count(struct fast_table *t) { return t->out_n - t->unsent_first; }
 
-const uint8_t *fast_unsent_frame(struct fast_table *t, int i)
-{
-    size_t off = t->unsent_off;
-    for (int k = t->unsent_first; k < t->unsent_first + i; k++)
-        off += t->out_lens[k];
-    return t->out + off;
-}
+const uint8_t *fast_unsent(struct fast_table *t) { return t->out + t->unsent_off; }
 
 uint32_t fast_unsent_len(struct fast_table *t, int i) { return t->out_lens[t->unsent_first + i]; }

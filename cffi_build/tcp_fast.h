@@ -92,9 +92,10 @@ uint32_t fast_py_len(struct fast_table *t, int i);
  * their ids */
 int fast_changed_count(struct fast_table *t);
 int fast_changed_id(struct fast_table *t, int i);
-/* frames built but not taken by the switch (it was full): Python queues them */
+/* frames built but not taken by the switch (it was full): Python queues them; they lie
+ * end to end from fast_unsent(t) */
 int fast_unsent_count(struct fast_table *t);
-const uint8_t *fast_unsent_frame(struct fast_table *t, int i);
+const uint8_t *fast_unsent(struct fast_table *t);
 uint32_t fast_unsent_len(struct fast_table *t, int i);
 
 /* The host socket of c is readable: peek and send what the guest's window allows. The

@@ -55,8 +55,15 @@ class FastPath:
             return []
         self._fresh = False
         t = self.table
-        return [ffi.buffer(lib.fast_unsent_frame(t, i), lib.fast_unsent_len(t, i))[:]
-                for i in range(lib.fast_unsent_count(t))]
+        lens = [lib.fast_unsent_len(t, i) for i in range(lib.fast_unsent_count(t))]
+        if not lens:
+            return []
+        data = ffi.buffer(lib.fast_unsent(t), sum(lens))[:]
+        out, off = [], 0
+        for n in lens:
+            out.append(data[off:off + n])
+            off += n
+        return out
 
     def changed(self) -> list:
         """The shells whose connection left C, or now wants readability (after receive

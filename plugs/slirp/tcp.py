@@ -423,7 +423,7 @@ class TcpConnection:
         """What C needs to carry the connection on (see steady())."""
         return {"iss": self.iss, "guest_isn": self.guest_isn or 0, "snd_una": self.snd_una,
                     "snd_nxt": self.snd_nxt, "snd_max": self.snd_max, "snd_wnd": self.snd_wnd,
-                    "cwnd": self._cwnd(), "ssthresh": min(self.ssthresh, (1 << 63) - 1),
+                    "cwnd": self._cwnd(), "ssthresh": self.ssthresh,
                     "max_window": self.MAX_WINDOW, "rcv_nxt": self.rcv_nxt,
                     "mss": self._send_mss(), "peek_max": self.PEEK_MAX,
                     "guest_wscale": self.guest_wscale, "window_field": self._window_field(),
