@@ -188,7 +188,6 @@ static void send_ack(struct fast_table *t, struct fast_conn *c)
         return;                 /* the guest retransmits; the next ACK covers it */
     fill_segment(t, c, t->out + t->out_len, c->snd_max, 0x10, 0);
     push_frame(t, HDR);
-    c->frames_out++;
 }
 
 static void flush_out(struct fast_table *t)
@@ -302,7 +301,6 @@ static void pump(struct fast_table *t, struct fast_conn *c, double now)
             fill_segment(t, c, t->out + t->out_len, c->snd_nxt, last ? 0x18 : 0x10, n);
             push_frame(t, HDR + n);
             c->snd_nxt += n;
-            c->frames_out++;
             done += n;
         }
         if (got) {
@@ -381,7 +379,6 @@ static int segment(struct fast_table *t, struct fast_conn *c, const uint8_t *tcp
         eject(t, c, FAST_EJECT_FRAME);      /* a duplicate ACK: loss recovery is tcp.py's */
         return 0;
     }
-    c->frames_in++;
     c->last_guest = c->last_activity = now;
     touch(t, c);
     if (d > 0) {

@@ -66,8 +66,6 @@ struct fast_conn {
     int kick;                   /* internal: ACKs advanced, peek at the end of the batch */
     int ack_due;                /* internal: data taken, ACK at the end of the batch */
     int touched;
-    uint64_t frames_in;         /* counters */
-    uint64_t frames_out;
 };
 
 struct fast_table;

@@ -13,12 +13,8 @@ from __future__ import annotations
 
 from .._slirp import ffi, lib
 
-EJECT_EOF = lib.FAST_EJECT_EOF
 EJECT_ERROR = lib.FAST_EJECT_ERROR
 EJECT_PYTHON = lib.FAST_EJECT_PYTHON
-_FIELDS = ("iss", "guest_isn", "snd_una", "snd_nxt", "snd_max", "snd_wnd", "cwnd", "ssthresh",
-           "max_window", "rcv_nxt", "mss", "peek_max", "guest_wscale", "window_field", "rto",
-           "rto_initial", "rto_at", "last_activity", "last_guest")
 
 
 class FastPath:
@@ -100,33 +96,34 @@ class FastPath:
         shell.fast = c
         self.shells[c.id] = shell
         self.promoted += 1
-
         return True
 
-    def take_back(self, shell, now: float, reason: int = EJECT_PYTHON) -> list:
-        """Takes the connection out of C (if C has not already) and gives its state back
-        to tcp.py: the effects the core answers with. Returns [] if it was not in C."""
+    def _leave(self, shell):
+        """The connection of `shell` out of C's table (if C has not taken it out): its
+        struct, whose `eject` says why it left."""
         c = shell.fast
-        if c is None:
-            return []
         if c.in_table:
-            lib.fast_remove(self.table, c, reason)
-        reason = c.eject
+            lib.fast_remove(self.table, c, EJECT_PYTHON)
         shell.fast = None
         self.shells.pop(c.id, None)
+        return c
+
+    def take_back(self, shell, now: float) -> list:
+        """Takes the connection out of C and gives its state back to tcp.py: the effects
+        the core answers with. Returns [] if it was not in C."""
+        if shell.fast is None:
+            return []
+        c = self._leave(shell)
         self.taken_back += 1
         shell.sent_unconsumed = c.snd_nxt - c.snd_una
         effects = shell.conn.taken_back(
             c.snd_una, c.snd_nxt, c.snd_max, c.snd_wnd, c.cwnd, c.rcv_nxt, c.rto, c.rto_at,
             c.last_activity, c.last_guest, now)
-        if reason == EJECT_ERROR:
+        if c.eject == EJECT_ERROR:
             effects += shell.conn.host_error(now)
         return effects
 
     def forget(self, shell) -> None:
         """Out of C without a word to tcp.py (the connection is being closed)."""
-        c = shell.fast
-        if c is not None:
-            lib.fast_remove(self.table, c, EJECT_PYTHON)
-            self.shells.pop(c.id, None)
-            shell.fast = None
+        if shell.fast is not None:
+            self._leave(shell)
