@@ -52,6 +52,18 @@ def unprivileged() -> list[str]:
     return ["setpriv", *drop]
 
 
+# what a QEMU guest's script starts with: the lease script in place, eth0 up, a lease
+GUEST_LEASE = f"""
+mkdir -p /etc/udhcpc
+cat > /etc/udhcpc/default.script <<'EOF'
+{UDHCPC_SCRIPT}
+EOF
+chmod +x /etc/udhcpc/default.script
+ip link set eth0 up
+udhcpc -i eth0 -f -q -n -t 10 -T 1
+"""
+
+
 class Slirp:
     def __init__(self, switch_dir, tmp: Path, *args: str, resolver: str | None = None,
                  netns=None):
@@ -392,14 +404,7 @@ def test_qemu_guest_lease_dns_wget_ping(slirp, sockdir):
     http = HttpServer(size=200_000)
     dns = DnsServer()
     digest = hashlib.sha256(http.body).hexdigest()
-    script = f"""
-mkdir -p /etc/udhcpc
-cat > /etc/udhcpc/default.script <<'EOF'
-{UDHCPC_SCRIPT}
-EOF
-chmod +x /etc/udhcpc/default.script
-ip link set eth0 up
-udhcpc -i eth0 -f -q -n -t 10 -T 1
+    script = GUEST_LEASE + f"""
 nslookup files.example.test 10.0.2.3
 wget -q -O /tmp/f http://10.0.2.2:{http.port}/f && sha256sum /tmp/f
 if ping -c 2 -W 3 10.0.2.2; then echo PING-OK; fi
@@ -429,19 +434,12 @@ def test_two_qemu_guests_at_once(slirp, sockdir):
     https = [HttpServer(size=2 << 20) for _ in macs]
     digests = [hashlib.sha256(h.body).hexdigest() for h in https]
     initrds = []
-    for i, http in enumerate(https):
-        script = f"""
-mkdir -p /etc/udhcpc
-cat > /etc/udhcpc/default.script <<'EOF'
-{UDHCPC_SCRIPT}
-EOF
-chmod +x /etc/udhcpc/default.script
-ip link set eth0 up
-udhcpc -i eth0 -f -q -n -t 10 -T 1
+    for i, server in enumerate(https):
+        script = GUEST_LEASE + f"""
 peer=10.0.2.15
 ip addr show eth0 | grep -q 'inet 10.0.2.15/' && peer=10.0.2.16
 for i in $(seq 30); do ping -c 1 -W 1 $peer >/dev/null && echo PEER-OK && break; done
-wget -q -O /tmp/f http://10.0.2.2:{http.port}/f && sha256sum /tmp/f
+wget -q -O /tmp/f http://10.0.2.2:{server.port}/f && sha256sum /tmp/f
 if ping -c 2 -W 3 10.0.2.2; then echo PING-OK; fi
 """
         initrds.append(build_initramfs(script, sockdir / f"slirp-initrd-{i}.cpio"))

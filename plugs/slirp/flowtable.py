@@ -111,3 +111,11 @@ class Flows:
         """The flows evicted to make room since the last call (or expire()); emptied."""
         gone, self._evicted = self._evicted, []
         return gone
+
+    def next_deadline(self) -> float | None:
+        """When expire() has something to do next (now if evictions are pending)."""
+        deadline = self._table.next_deadline()
+        if self._evicted:
+            oldest = min(f.last_used for f in self._evicted)
+            deadline = oldest if deadline is None else min(deadline, oldest)
+        return deadline

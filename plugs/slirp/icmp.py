@@ -158,10 +158,3 @@ class PingFlows(Flows):
 
     def remove(self, flow: PingFlow) -> bool:
         return self._table.remove(flow)
-
-    def next_deadline(self) -> float | None:
-        deadline = self._table.next_deadline()
-        if self._evicted:
-            oldest = min(f.last_used for f in self._evicted)
-            deadline = oldest if deadline is None else min(deadline, oldest)
-        return deadline

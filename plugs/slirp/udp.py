@@ -238,14 +238,6 @@ class UdpFlows(Flows):
         """Takes a flow out without reporting it (the shell closed it itself)."""
         return self._drop(flow)
 
-    def next_deadline(self) -> float | None:
-        """When expire() has something to do next (now if evictions are pending)."""
-        deadline = self._table.next_deadline()
-        if self._evicted:
-            oldest = min(f.last_used for f in self._evicted)
-            deadline = oldest if deadline is None else min(deadline, oldest)
-        return deadline
-
 
 def _unroutable(ip: IPv4Address, network: IPv4Network) -> bool:
     """Addresses no UDP flow goes to: broadcasts, multicast, loopback, unspecified,
