@@ -167,7 +167,28 @@ class Undo:
             raise exc
 
 
-class Testbed:
+class Rig:
+    """A test set-up built by _build() on entry, every step of it undone (self.undo) on
+    exit or when the build fails."""
+
+    undo: Undo
+
+    def __enter__(self) -> Self:
+        try:
+            self._build()
+        except BaseException:
+            self.undo.run()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.undo.run()
+
+    def _build(self) -> None:
+        raise NotImplementedError
+
+
+class Testbed(Rig):
     """Namespaces A and B joined by one stack at one MTU; a context manager that undoes
     everything it did, in reverse, whatever went wrong."""
 
@@ -182,17 +203,6 @@ class Testbed:
         self.daemon_pid: int | None = None       # vde_switch -d
         self.cpu_pids: dict[str, int] = {}       # the user-space parts, for CPU shares
         self.undo = Undo()
-
-    def __enter__(self) -> Self:
-        try:
-            self._build()
-        except BaseException:
-            self.undo.run()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.undo.run()
 
     def _spawn(self, name: str, *cmd: str, **kw) -> subprocess.Popen:
         p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,

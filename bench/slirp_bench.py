@@ -56,11 +56,10 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Self
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import wait_for
-from plug_bench import Undo, ns_run, on_signal, run, stop_process, tap_attached
+from plug_bench import Rig, Undo, ns_run, on_signal, run, stop_process, tap_attached
 from switch_bench import cpu_seconds
 
 BIN = Path(sys.executable).parent
@@ -186,7 +185,7 @@ def pyvde_slirp_args(mtu: int) -> list[str]:
     return ["-D", "-q"] + (["--mtu", str(mtu)] if has_mtu else [])
 
 
-class Testbed:
+class Testbed(Rig):
     """One router at one MTU, with a namespace behind it whose default route leads to
     10.0.2.2; a context manager that undoes everything it did, in reverse."""
 
@@ -196,17 +195,6 @@ class Testbed:
         self.dir = workdir / f"{router}{n}"
         self.router_proc: subprocess.Popen | None = None
         self.undo = Undo()
-
-    def __enter__(self) -> Self:
-        try:
-            self._build()
-        except BaseException:
-            self.undo.run()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.undo.run()
 
     def _spawn(self, what: str, *cmd: str, **kw) -> subprocess.Popen:
         log = open(self.dir / f"{what}.log", "wb")    # noqa: SIM115 -- closed by undo

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -29,6 +28,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 from benchlib import wait_for
+from plug_bench import stop_process
 from switch_bench import LOADGEN, PYVDE_SWITCH, build_loadgen, parse_rate
 
 from plugs.vdeclient import connect
@@ -63,13 +63,7 @@ class Rig:
 
     def __exit__(self, *exc):
         for p in reversed(self.procs):
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(5)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+            stop_process(p)
         for d in self.dirs:
             shutil.rmtree(d.parent, ignore_errors=True)
 
