@@ -31,6 +31,9 @@ struct pump_end {
     int watch[PUMP_MAX_WATCH];   /* fds whose readability or hang-up ends the pump, -1 unused */
     uint8_t peer[110];      /* PUMP_DGRAM: if peer_len > 0, send to this address (unconnected) */
     uint32_t peer_len;
+    int vnet;               /* PUMP_TAP: opened with IFF_VNET_HDR; frames carry a
+                               virtio_net_hdr and runs of TCP segments are written as one
+                               GSO packet (tap_gso.h) */
 };
 
 struct pump_dir_stats {
@@ -38,6 +41,7 @@ struct pump_dir_stats {
     uint64_t runts;             /* shorter than 14 bytes: dropped */
     uint64_t oversize;          /* longer than maxframe: dropped */
     uint64_t send_errors;       /* refused by the destination (peer gone, interface down...) */
+    uint64_t merged;            /* delivered to a vnet tap as part of a merged TCP run */
 };
 
 struct pump_stats {

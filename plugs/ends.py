@@ -54,7 +54,7 @@ def open_tap(t: vnl.Tap, mtu: int | None = None, up: bool = False) -> Opened:
         raise PlugError(str(e)) from None
     except OSError as e:
         raise PlugError(f"tap {t.ifname}: {e.strerror}") from None
-    return Opened(pump.End(pump.TAP, fd, fd, name=f"tap {t.ifname}"), tap_mtu=actual,
+    return Opened(pump.End(pump.TAP, fd, fd, name=f"tap {t.ifname}", vnet=True), tap_mtu=actual,
                   closers=[lambda: os.close(fd)])
 
 

@@ -21,6 +21,7 @@ class End:
     watch: list[int] = field(default_factory=list)   # fds that end the pump when readable
     peer: bytes = b""          # DGRAM: a sockaddr to send to (unconnected socket)
     name: str = ""             # for messages
+    vnet: bool = False         # TAP: opened with IFF_VNET_HDR (tap.open_tap's default)
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ def _c_end(e: End):
         raise ValueError("too many watched fds")
     for i in range(lib.PUMP_MAX_WATCH):
         c.watch[i] = e.watch[i] if i < len(e.watch) else -1
+    c.vnet = int(e.vnet)
     if e.peer:
         ffi.memmove(c.peer, e.peer, len(e.peer))
         c.peer_len = len(e.peer)
@@ -46,7 +48,8 @@ def _c_end(e: End):
 
 
 def _dir(st) -> dict:
-    return {k: getattr(st, k) for k in ("frames", "bytes", "runts", "oversize", "send_errors")}
+    return {k: getattr(st, k)
+            for k in ("frames", "bytes", "runts", "oversize", "send_errors", "merged")}
 
 
 class Pump:

@@ -12,6 +12,7 @@ import struct
 TUNSETIFF = 0x400454CA
 IFF_TAP = 0x0002
 IFF_NO_PI = 0x1000
+IFF_VNET_HDR = 0x4000
 SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
 SIOCGIFMTU = 0x8921
@@ -24,15 +25,18 @@ class TapError(Exception):
     """str() is one line naming the interface and what failed."""
 
 
-def open_tap(name: str) -> int:
+def open_tap(name: str, vnet: bool = True) -> int:
     """The fd of tap `name`: a persistent tap owned by this user (or any, as root) is
-    attached to; a missing one is created (root or CAP_NET_ADMIN needed)."""
+    attached to; a missing one is created (root or CAP_NET_ADMIN needed). With `vnet`
+    (IFF_VNET_HDR) every frame read or written carries a 10-byte virtio_net_hdr, which
+    lets the pump write runs of TCP segments as one packet (cffi_build/tap_gso.c)."""
     try:
         fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
     except OSError as e:
         raise TapError(f"/dev/net/tun: {e.strerror}") from None
     try:
-        fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH22x", name.encode(), IFF_TAP | IFF_NO_PI))
+        flags = IFF_TAP | IFF_NO_PI | (IFF_VNET_HDR if vnet else 0)
+        fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH22x", name.encode(), flags))
     except OSError as e:
         os.close(fd)
         why = {1: "not allowed (the tap belongs to another user, or creating one needs root)",

@@ -249,7 +249,7 @@ def test_records_become_datagrams_including_smallest_and_largest(rig):
     res = p.wait()
     assert res.reason == pump.END_A
     assert res.a_to_b == {"frames": len(frames), "bytes": sum(map(len, frames)), "runts": 0,
-                          "oversize": 0, "send_errors": 0}
+                          "oversize": 0, "send_errors": 0, "merged": 0}
 
 
 def test_one_byte_at_a_time_with_keepalives(rig):
@@ -479,7 +479,7 @@ def test_datagram_runts_counted_empty_datagrams_ignored(rig):
     assert got.result() == good
     res = p.stop()
     assert res.a_to_b == {"frames": 2, "bytes": 74, "runts": 2, "oversize": 0,
-                          "send_errors": 0}
+                          "send_errors": 0, "merged": 0}
 
 
 # ------------------------------------------------------------------ end of stream
@@ -724,7 +724,8 @@ def test_stream_into_null_then_end_of_stream(rig):
     st_.shutdown(socket.SHUT_WR)
     res = p.wait()
     assert res.reason == pump.END_B
-    assert res.b_to_a == {"frames": 2, "bytes": 50, "runts": 1, "oversize": 0, "send_errors": 0}
+    assert res.b_to_a == {"frames": 2, "bytes": 50, "runts": 1, "oversize": 0, "send_errors": 0,
+                          "merged": 0}
     nothing_arrives(st_)
 
 
