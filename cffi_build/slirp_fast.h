@@ -11,11 +11,6 @@
  * (0 to start; a pseudo-header's sum for TCP/UDP). Returns the 16-bit complement. */
 uint16_t slirp_checksum(const uint8_t *p, size_t n, uint32_t sum);
 
-/* Sends n frames, laid end to end in buf with their lengths in lens, on the connected
- * datagram socket fd with as few sendmmsg calls as it takes (non-blocking). Returns how
- * many were sent; the others could not be sent now (the switch is full) or failed. */
-int slirp_send_frames(int fd, const uint8_t *buf, const uint32_t *lens, int n);
-
 /* Builds the Ethernet frames of a run of TCP data segments without options: payload cut
  * at mss from seq on, each with ack and window, ACK on all, PSH (and FIN if fin) on the
  * last; IPv4 with ttl 64, id 0, DF, as packets.build_ipv4/build_tcp make them. eth14 is

@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #include "tcp_fast.h"
 #include "slirp_fast.h"
+#include "slirp_link.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -26,6 +27,7 @@
 
 struct fast_table {
     int link_fd;
+    int link_kind;              /* SLIRP_LINK_* */
     uint8_t router_mac[6];
     int count;
     struct fast_conn *slot[SLOTS];
@@ -88,7 +90,7 @@ static struct fast_conn *lookup(struct fast_table *t, const uint8_t *gip, uint16
     }
 }
 
-struct fast_table *fast_table_new(int link_fd, const uint8_t *router_mac)
+struct fast_table *fast_table_new(int link_fd, int link_kind, const uint8_t *router_mac)
 {
     struct fast_table *t = calloc(1, sizeof *t);
     if (!t)
@@ -100,6 +102,7 @@ struct fast_table *fast_table_new(int link_fd, const uint8_t *router_mac)
         return NULL;
     }
     t->link_fd = link_fd;
+    t->link_kind = link_kind;
     memcpy(t->router_mac, router_mac, 6);
     return t;
 }
@@ -196,7 +199,7 @@ static void flush_out(struct fast_table *t)
     t->unsent_off = t->out_len;
     if (!t->out_n)
         return;
-    int sent = slirp_send_frames(t->link_fd, t->out, t->out_lens, t->out_n);
+    int sent = slirp_link_send(t->link_fd, t->link_kind, t->out, t->out_lens, t->out_n);
     if (sent < 0)
         sent = 0;
     size_t off = 0;
@@ -465,28 +468,14 @@ static void end_batch(struct fast_table *t, double now)
 
 int fast_batch(struct fast_table *t, double now)
 {
-    struct mmsghdr m[BATCH];
-    struct iovec v[BATCH];
     reset_out(t);
     t->py_n = 0;
-    for (int i = 0; i < BATCH; i++) {
-        v[i].iov_base = t->in + (size_t)i * FRAME_MAX;
-        v[i].iov_len = FRAME_MAX;
-        memset(&m[i], 0, sizeof m[i]);
-        m[i].msg_hdr.msg_iov = &v[i];
-        m[i].msg_hdr.msg_iovlen = 1;
-    }
-    int n = recvmmsg(t->link_fd, m, BATCH, MSG_DONTWAIT, NULL);
-    if (n < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-            return 0;
+    int n = slirp_link_recv(t->link_fd, t->link_kind, t->in, FRAME_MAX, t->in_len, BATCH);
+    if (n < 0)
         return -1;
-    }
-    for (int i = 0; i < n; i++) {
-        t->in_len[i] = m[i].msg_len;
-        if (!frame(t, t->in + (size_t)i * FRAME_MAX, m[i].msg_len, now))
+    for (int i = 0; i < n; i++)
+        if (!frame(t, t->in + (size_t)i * FRAME_MAX, t->in_len[i], now))
             t->py_idx[t->py_n++] = i;
-    }
     end_batch(t, now);
     return n;
 }

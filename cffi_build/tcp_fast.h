@@ -70,14 +70,15 @@ struct fast_conn {
 
 struct fast_table;
 
-/* A table for up to 4096 connections, for frames to router_mac on the datagram socket
- * link_fd, with room for batches of 64 received frames of up to 65550 bytes. */
-struct fast_table *fast_table_new(int link_fd, const uint8_t *router_mac);
+/* A table for up to 4096 connections, for frames to router_mac on link_fd, a link of
+ * kind link_kind (SLIRP_LINK_*, slirp_link.h), with room for batches of 64 received
+ * frames of up to 65550 bytes. */
+struct fast_table *fast_table_new(int link_fd, int link_kind, const uint8_t *router_mac);
 void fast_table_free(struct fast_table *t);
 int fast_add(struct fast_table *t, struct fast_conn *c);    /* 0, or -1 (full or there) */
 void fast_remove(struct fast_table *t, struct fast_conn *c, int reason);
 
-/* One batch. Receives up to 64 frames (recvmmsg, non-blocking), handles those of fast
+/* One batch. Receives up to 64 frames (slirp_link_recv, non-blocking), handles those of fast
  * connections, sends what they caused. Returns the number of frames received (0: none
  * now), or -1 when the link is gone. Afterwards: */
 int fast_batch(struct fast_table *t, double now);
@@ -90,7 +91,7 @@ uint32_t fast_py_len(struct fast_table *t, int i);
  * their ids */
 int fast_changed_count(struct fast_table *t);
 int fast_changed_id(struct fast_table *t, int i);
-/* frames built but not taken by the switch (it was full): Python queues them; they lie
+/* frames built but not taken by the link (the switch was full): Python queues them; they lie
  * end to end from fast_unsent(t) */
 int fast_unsent_count(struct fast_table *t);
 const uint8_t *fast_unsent(struct fast_table *t);

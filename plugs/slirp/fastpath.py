@@ -1,7 +1,7 @@
 """The C data path of established TCP connections (cffi_build/tcp_fast.c): handing a
 connection's state to C and taking it back.
 
-With a switch link (a datagram socket), frames from the guests are received in C
+With a switch link (a datagram socket) or a tap, frames from the guests are received in C
 (`receive`): those of connections in the C table are carried out there (payload to the
 host socket, acknowledged bytes discarded, ACKs and new host data back to the guest);
 the others come back as bytes for the router, in order. A connection whose state needs
@@ -18,10 +18,11 @@ EJECT_PYTHON = lib.FAST_EJECT_PYTHON
 
 
 class FastPath:
-    """The C table of a router on a switch link, and the shells of its connections."""
+    """The C table of a router on a switch link or a tap, and the shells of its
+    connections."""
 
-    def __init__(self, link_fd: int, router_mac: bytes):
-        table = lib.fast_table_new(link_fd, router_mac)
+    def __init__(self, link_fd: int, link_kind: int, router_mac: bytes):
+        table = lib.fast_table_new(link_fd, link_kind, router_mac)
         if table == ffi.NULL:
             raise MemoryError("the TCP fast path's buffers")
         self.table = ffi.gc(table, lib.fast_table_free)

@@ -1,8 +1,10 @@
 """pyvde-slirp: a user-mode NAT router on a VDE network (like vde2's slirpvde).
 
-    pyvde-slirp [-s SWITCH | -s -] [-H 10.0.2.2/24] [-D] [-L hostport:guest:port] ...
+    pyvde-slirp [-s SWITCH | -s - | -s tap://TAP [--netns PATH [--userns PATH]]]
+                [-H 10.0.2.2/24] [-D] [-L hostport:guest:port] ...
 
-Needs no privileges: guests reach the outside through this process's own sockets.
+Needs no privileges: guests reach the outside through this process's own sockets. A tap
+needs the right to open it: root, its owner, or (--userns) the user namespace owning it.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import trio
 
 from switchd.daemon import PidFile, daemonize
 
+from .. import netns, tap
 from ..vdeclient import PlugError, connect, describe
 from ..vnl import Vde, default_switch
 from .dns import Resolvers
@@ -33,7 +36,11 @@ def banner(opts, net: Network) -> str:
         lines.append(f"{'dhcp_start':<19}={net.dhcp_start}")
     if opts.tftp:
         lines.append(f"{'tftp prefix':<19}={opts.tftp}")
-    lines.append(f"{'vde switch':<19}={opts.sock or default_switch()}")
+    if opts.tap:
+        where = f" in {opts.netns}" if opts.netns else ""
+        lines.append(f"{'tap':<19}={opts.tap}{where}")
+    else:
+        lines.append(f"{'vde switch':<19}={opts.sock or default_switch()}")
     for f in opts.tcp_forwards:
         lines.append(f"{'redir TCP':<19}={f.host_port}:{f.guest_addr}:{f.guest_port}")
     for f in opts.udp_forwards:
@@ -73,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if opts.sock == "-":
             link = Link(None)
+        elif opts.tap:
+            tap_fd = netns.open_tap(opts.tap, opts.mtu, opts.netns, opts.userns)
+            link = Link(None, tap_fd)
         else:
             vnl = Vde(opts.sock or default_switch(), opts.port)
             conn = connect(vnl, describe(PROG), opts.group, opts.mode)
@@ -89,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             pidfile.write()
         trio.run(serve, router)
         return 0
-    except PlugError as e:
+    except (PlugError, netns.NetnsError, tap.TapError) as e:
         print(f"{PROG}: {e}", file=sys.stderr)
         return 1
     except OSError as e:

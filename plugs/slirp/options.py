@@ -3,7 +3,9 @@ pure: argv in, SlirpOptions out, or SlirpUsageError with one line naming the opt
 
 getopt spellings are kept: `-D` takes no argument and `--dhcp[=START]` takes one only
 after '='; `-s -` (or `-` as the argument) is the record stream on stdin/stdout. `-P` is
-accepted as well as `--port` (slirpvde only had the long form). Ours: --mtu, --resolv-conf.
+accepted as well as `--port` (slirpvde only had the long form). Ours: --mtu, --resolv-conf,
+`-s tap://NAME` (a tap instead of a switch, as vdeplug4 spells it) with --netns and
+--userns (the tap is in that namespace: slirp4netns's set-up).
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from .net import MTU_MAX, MTU_MIN, Network
 PROG = "pyvde-slirp"
 
 USAGE = f"""\
-Usage: {PROG} [OPTIONS] [SWITCH_DIR | -]
+Usage: {PROG} [OPTIONS] [SWITCH_DIR | - | tap://TAP]
        {PROG} [-s SWITCH_DIR | -] [-H ADDR[/LEN]] [-N DNS] [-D | --dhcp[=START]]
          [-L hostport:guestaddr:guestport]... [-U hostport:guestaddr:guestport]...
          [-t TFTP_DIR] [-p PIDFILE] [-d] [-q] [--port N] [-g GROUP] [-m MODE]
@@ -26,7 +28,12 @@ A user-mode NAT router (IPv4) on a VDE network, like slirpvde.
 
   -s, --sock, --socket, --vdesock, --unix DIR
                           the switch (default: the default switch); '-' speaks the
-                          record stream on stdin/stdout
+                          record stream on stdin/stdout; tap://TAP uses that tap
+                          (made if missing) instead of a switch
+      --netns PATH        tap://: the tap is in this network namespace
+                          (/run/netns/NAME, /proc/PID/ns/net)
+      --userns PATH       tap://: enter this user namespace first (the one that owns
+                          the network namespace: rootless containers)
   -H, --host ADDR[/LEN]   router address and prefix (default 10.0.2.2/24); a host part
                           of 0 names the network and the router is host 2
   -n, --network ADDR[/LEN]  the same as -H
@@ -78,6 +85,9 @@ class SlirpOptions:
     mtu: int = 1500
     resolv_conf: str = "/etc/resolv.conf"
     no_fast_path: bool = False          # established TCP stays in Python too
+    tap: str | None = None              # -s tap://NAME: the tap's name
+    netns: str | None = None            # the tap's network namespace (a path)
+    userns: str | None = None           # the user namespace to enter to open it
 
     def network(self) -> Network:
         return Network.from_text(self.host, self.dns, self.dhcp_start, self.mtu)
@@ -109,6 +119,8 @@ def _parser() -> _Parser:
     p.add_argument("--mtu")
     p.add_argument("--resolv-conf", dest="resolv_conf")
     p.add_argument("--no-fast-path", dest="no_fast_path", action="store_true")
+    p.add_argument("--netns")
+    p.add_argument("--userns")
     p.add_argument("-h", "--help", action="store_true")
     p.add_argument("switch", nargs="*")
     return p
@@ -117,7 +129,8 @@ def _parser() -> _Parser:
 _TAKES_VALUE = frozenset((
     "-s", "--sock", "--socket", "--vdesock", "--unix", "-H", "--host", "-n", "--network",
     "-N", "--dns", "--nameserver", "-L", "-U", "-X", "-x", "-t", "--tftp", "-p",
-    "--pidfile", "-P", "--port", "-g", "--group", "-m", "--mod", "--mtu", "--resolv-conf"))
+    "--pidfile", "-P", "--port", "-g", "--group", "-m", "--mod", "--mtu", "--resolv-conf",
+    "--netns", "--userns"))
 
 
 def _getopt_spellings(argv: list[str]) -> list[str]:
@@ -159,6 +172,7 @@ def parse_args(argv: list[str]) -> SlirpOptions:
     if ns.switch and ns.sock is not None:
         raise SlirpUsageError("give the switch either with -s or as an argument, not both")
     o.sock = ns.switch[0] if ns.switch else ns.sock
+    _tap(o, ns)
 
     if ns.port is not None:
         if not ns.port.isdigit() or int(ns.port) > 65535:
@@ -189,6 +203,25 @@ def parse_args(argv: list[str]) -> SlirpOptions:
     o.tcp_forwards = _forwards("-L", ns.tcp, net)
     o.udp_forwards = _forwards("-U", ns.udp, net)
     return o
+
+
+def _tap(o: SlirpOptions, ns) -> None:
+    """-s tap://NAME, and the options that go only with it or only with a switch."""
+    if o.sock is not None and o.sock.startswith("tap://"):
+        name = o.sock[len("tap://"):]
+        if not 1 <= len(name.encode()) <= 15 or "/" in name or name.strip() != name:
+            raise SlirpUsageError(f"option -s: '{name}' is not a tap name (1..15 bytes,"
+                                  " no '/' or spaces)")
+        o.tap = name
+        for opt, value in (("--port", ns.port), ("-g", ns.group), ("-m", ns.mod)):
+            if value is not None:
+                raise SlirpUsageError(f"option {opt}: only for a switch, not a tap")
+    elif ns.netns is not None or ns.userns is not None:
+        raise SlirpUsageError(f"option {'--netns' if ns.netns is not None else '--userns'}:"
+                              " only with -s tap://NAME")
+    if ns.userns is not None and ns.netns is None:
+        raise SlirpUsageError("option --userns: only with --netns")
+    o.netns, o.userns = ns.netns, ns.userns
 
 
 def _network(option: str, host: str, dns: str | None = None,

@@ -62,44 +62,48 @@ SO_RCVLOWAT = socket.SO_RCVLOWAT
 SO_PEEK_OFF = 42                # Linux's; Python has no name for it
 _DISCARD = memoryview(bytearray(1 << 20))     # where consumed bytes go (never written)
 POLLRDHUP = getattr(select, "POLLRDHUP", 0x2000)
+LINK_SLOT = 65550 + 1           # the largest frame, and a byte to tell a longer one
 
 
 class Link:
-    """The virtual network side: one frame per datagram (a switch), or the record stream
-    of vde_plug on stdin/stdout (-s -)."""
+    """The virtual network side: a switch's data socket (one frame per datagram), a tap
+    opened with IFF_VNET_HDR (-s tap://NAME: one frame per read, runs of TCP segments
+    written as one packet), or the record stream of vde_plug on stdin/stdout (-s -)."""
 
-    def __init__(self, sock: socket.socket | None):
+    def __init__(self, sock: socket.socket | None, tap_fd: int | None = None):
         self.sock = sock
+        self.tap_fd = tap_fd
+        # what trio waits on, and what C reads and writes (None: the stream)
+        self.fd = tap_fd if tap_fd is not None else sock.fileno() if sock is not None else None
+        self.kind = _lib.SLIRP_LINK_TAP if tap_fd is not None else _lib.SLIRP_LINK_DGRAM
         self.buf = bytearray()
         self.dropped = 0
         self.holding = 0
         self.queue: list[bytes] = []    # frames waiting for the end of a hold, or for room
         self.waiting = False            # a task waits for the switch to take frames again
         self.nursery: trio.Nursery | None = None
-        self.fast: FastPath | None = None   # frames are received in C (switch links)
-        if sock is None:
-            os.set_blocking(0, False)
-        else:
+        self.fast: FastPath | None = None   # frames are received in C (switch, tap)
+        if sock is not None:
             sock.setblocking(False)
+        os.set_blocking(self.fd if self.fd is not None else 0, False)
 
     async def frames(self):
+        slots = lens = None
         while True:
             if self.fast is not None:
-                await trio.lowlevel.wait_readable(self.sock)
+                await trio.lowlevel.wait_readable(self.fd)
                 if self.fast.receive(trio.current_time()) < 0:
                     return                  # the switch went away
                 yield self.fast.for_python()    # the router calls fast_changes() first
-            elif self.sock is not None:
-                await trio.lowlevel.wait_readable(self.sock)
-                batch = []
-                while len(batch) < 64:
-                    try:
-                        batch.append(self.sock.recv(65536))
-                    except (BlockingIOError, InterruptedError):
-                        break
-                    except ConnectionRefusedError:
-                        return              # the switch went away
-                yield batch
+            elif self.fd is not None:
+                await trio.lowlevel.wait_readable(self.fd)
+                if slots is None:
+                    slots = _ffi.new("uint8_t[]", 64 * LINK_SLOT)
+                    lens = _ffi.new("uint32_t[]", 64)
+                n = _lib.slirp_link_recv(self.fd, self.kind, slots, LINK_SLOT, lens, 64)
+                if n < 0:
+                    return                  # the switch or the tap went away
+                yield [_ffi.buffer(slots + i * LINK_SLOT, lens[i])[:] for i in range(n)]
             else:
                 await trio.lowlevel.wait_readable(0)
                 try:
@@ -149,14 +153,14 @@ class Link:
         if not self.queue or self.waiting:
             return
         frames, self.queue = self.queue, []
-        if self.sock is None:
+        if self.fd is None:
             try:
                 os.write(1, b"".join(struct.pack("!H", len(f)) + f for f in frames))
             except OSError:
                 self.dropped += len(frames)
             return
         lens = _ffi.new("uint32_t[]", [len(f) for f in frames])
-        sent = _lib.slirp_send_frames(self.sock.fileno(), b"".join(frames), lens, len(frames))
+        sent = _lib.slirp_link_send(self.fd, self.kind, b"".join(frames), lens, len(frames))
         if sent < len(frames):
             self.queue = frames[sent:] + self.queue
             if self.nursery is not None:
@@ -168,7 +172,7 @@ class Link:
 
     async def _wait_room(self) -> None:
         try:
-            await trio.lowlevel.wait_writable(self.sock)
+            await trio.lowlevel.wait_writable(self.fd)
         except (trio.ClosedResourceError, OSError):
             return
         finally:
@@ -203,8 +207,9 @@ class Router:
 
     # ------------------------------------------------------------------ running
     async def run(self) -> None:
-        if self.link.sock is not None and not self.opts.no_fast_path:
-            self.fast = self.link.fast = FastPath(self.link.sock.fileno(), self.net.router_mac)
+        if self.link.fd is not None and not self.opts.no_fast_path:
+            self.fast = self.link.fast = FastPath(self.link.fd, self.link.kind,
+                                                  self.net.router_mac)
         async with trio.open_nursery() as nursery:
             self.nursery = nursery
             self.link.nursery = nursery
