@@ -12,8 +12,10 @@ Three user-mode NAT routers, measured in the same run:
                 vde_plug2tap cut frames at 1518 / 2048 bytes
   pyvde         pyvde-slirp -D -q (ours) on a pyvde-switch --maxframe 65550, the
                 namespace attached by pyvde-plug2tap --mtu MTU run inside it
+  pyvde-tap     pyvde-slirp -s tap://tap0 --netns /run/netns/NS -D -q --mtu MTU (ours):
+                its own tap in the namespace, slirp4netns's set-up
 
-slirpvde and pyvde: static address 10.0.2.15/24, default route via 10.0.2.2.
+slirpvde and both pyvde: static address 10.0.2.15/24, default route via 10.0.2.2.
 
 Figures, each the median of --trials runs of --duration seconds:
 
@@ -67,9 +69,12 @@ PYVDE_SWITCH = str(BIN / "pyvde-switch")
 PYVDE_PLUG2TAP = str(BIN / "pyvde-plug2tap")
 PYVDE_SLIRP = str(BIN / "pyvde-slirp")
 
-ROUTERS = ("slirp4netns", "slirpvde", "pyvde")
-LABELS = {"slirp4netns": "slirp4netns", "slirpvde": "slirpvde", "pyvde": "pyvde-slirp"}
-MAX_MTU = {"slirp4netns": 65520, "slirpvde": 1500, "pyvde": 65520}
+ROUTERS = ("slirp4netns", "slirpvde", "pyvde", "pyvde-tap")
+LABELS = {"slirp4netns": "slirp4netns", "slirpvde": "slirpvde",
+          "pyvde": "pyvde-slirp (switch)", "pyvde-tap": "pyvde-slirp (tap)"}
+MAX_MTU = {"slirp4netns": 65520, "slirpvde": 1500, "pyvde": 65520, "pyvde-tap": 65520}
+# (ours, theirs): the ratio columns
+RATIOS = (("pyvde-tap", "slirp4netns"), ("pyvde", "slirp4netns"), ("pyvde", "slirpvde"))
 MTUS = (1500, 65520)
 # (kind, MTU): the rows, in order
 TESTS = (("up", 1500), ("down", 1500), ("up", 65520), ("down", 65520), ("conn", 1500))
@@ -224,7 +229,7 @@ class Testbed(Rig):
         # room for the connection-rate client's many short connections (TIME_WAIT)
         ns_run(self.ns, "sysctl", "-q", "-w", "net.ipv4.ip_local_port_range=1024 65535",
                "net.ipv4.tcp_tw_reuse=1")
-        getattr(self, f"_build_{self.router}")()
+        getattr(self, f"_build_{self.router.replace('-', '_')}")()
         if not self.probe(10):
             raise RuntimeError(f"no TCP connection to {GATEWAY} within 10 s"
                                f" ({self.router}: {self.log_tail('router')})")
@@ -272,6 +277,18 @@ class Testbed(Rig):
                                        *pyvde_slirp_args(self.mtu))
         self._attach(PYVDE_PLUG2TAP, "-s", str(sw), "--mtu", str(self.mtu), TAP)
 
+    def _build_pyvde_tap(self) -> None:
+        if not Path(PYVDE_SLIRP).exists():
+            raise RuntimeError(f"{PYVDE_SLIRP} does not exist")
+        self.router_proc = self._spawn(
+            "router", PYVDE_SLIRP, "-s", f"tap://{TAP}", "--netns", f"/run/netns/{self.ns}",
+            "-D", "-q", "--mtu", str(self.mtu))
+        wait_for(f"pyvde-slirp's {TAP}",
+                 lambda: tap_attached(self.router_proc.pid, TAP)
+                 or self.router_proc.poll() is not None)
+        self._check_alive(self.router_proc, "router")
+        self._configure()
+
     def _attach(self, *plug2tap: str) -> None:
         """Runs a plug2tap in the namespace (it makes tap0 there), then gives tap0 the
         MTU, 10.0.2.15/24 and the default route via 10.0.2.2."""
@@ -281,6 +298,9 @@ class Testbed(Rig):
         wait_for(f"{plug2tap[0]} on {TAP}",
                  lambda: tap_attached(plug.pid, TAP) or plug.poll() is not None)
         self._check_alive(plug, "plug")
+        self._configure()
+
+    def _configure(self) -> None:
         run("ip", "-n", self.ns, "link", "set", TAP, "mtu", str(self.mtu), "up")
         run("ip", "-n", self.ns, "addr", "add", "10.0.2.15/24", "dev", TAP)
         run("ip", "-n", self.ns, "route", "add", "default", "via", GATEWAY)
@@ -454,20 +474,23 @@ def report(args, routers: list[str], res: Results) -> None:
           f" {shlex.join(sys.argv[1:])}".rstrip())
     print(f"({args.trials} trial(s) of {args.duration:g} s per figure, median; iperf3 TCP,"
           f" one stream, to 127.0.0.1 via {GATEWAY})\n")
-    print("| test | slirp4netns | slirpvde | pyvde-slirp | pyvde / slirp4netns |"
-          " pyvde / slirpvde |")
-    print("|---|---:|---:|---:|---:|---:|")
+    def short(r: str) -> str:
+        return {"pyvde": "pyvde (switch)", "pyvde-tap": "pyvde (tap)"}.get(r, r)
+
+    print("| test | " + " | ".join(LABELS[r] for r in ROUTERS) + " | "
+          + " | ".join(f"{short(a)} / {b}" for a, b in RATIOS) + " |")
+    print("|---|" + "---:|" * (len(ROUTERS) + len(RATIOS)))
     for test in TESTS:
         kind, mtu = test
         print(f"| MTU {mtu} {ROW_NAMES[kind]} | "
-              + " | ".join(cell(r, test) for r in ROUTERS)
-              + f" | {ratio('pyvde', 'slirp4netns', test)} | {ratio('pyvde', 'slirpvde', test)} |")
+              + " | ".join(cell(r, test) for r in ROUTERS) + " | "
+              + " | ".join(ratio(a, b, test) for a, b in RATIOS) + " |")
     if res.ceiling:
         print(f"\nThe connection client's own ceiling (straight to 127.0.0.1, no router):"
               f" {statistics.median(res.ceiling):,.0f} connections/s.")
     print("\nThe router's CPU meanwhile, % of one core (kernel time included):\n")
-    print("| test | slirp4netns | slirpvde | pyvde-slirp |")
-    print("|---|---:|---:|---:|")
+    print("| test | " + " | ".join(LABELS[r] for r in ROUTERS) + " |")
+    print("|---|" + "---:|" * len(ROUTERS))
     for test in TESTS:
         kind, mtu = test
         cells = []

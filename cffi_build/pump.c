@@ -265,7 +265,7 @@ static int write_tap_once(struct dir *d, int merge)
     }
     struct tap_gso g;
     struct iovec v[TAP_GSO_IOV_MAX];
-    tap_gso_plan(frames, lens, m, &g);
+    tap_gso_plan(frames, lens, m, 0, &g);
     ssize_t r = writev(d->dst->wfd, v, tap_gso_iov(&g, frames, lens, v));
     return r < 0 ? -errno : (int)g.count;
 }

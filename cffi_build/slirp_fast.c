@@ -21,7 +21,7 @@ static void put32(uint8_t *p, uint32_t v)
 void slirp_tcp_headers(uint8_t *f, const uint8_t *dst_mac, const uint8_t *src_mac,
                        const uint8_t *src4, const uint8_t *dst4, uint16_t sport,
                        uint16_t dport, uint32_t seq, uint32_t ack, uint8_t flags,
-                       uint16_t window, uint32_t n)
+                       uint16_t window, uint32_t n, int partial)
 {
     uint8_t *ip = f + 14, *tcp = ip + 20;
     memcpy(f, dst_mac, 6);
@@ -52,7 +52,24 @@ void slirp_tcp_headers(uint8_t *f, const uint8_t *dst_mac, const uint8_t *src_ma
     uint32_t pseudo = ((uint32_t)src4[0] << 8 | src4[1]) + ((uint32_t)src4[2] << 8 | src4[3])
                       + ((uint32_t)dst4[0] << 8 | dst4[1]) + ((uint32_t)dst4[2] << 8 | dst4[3])
                       + 6 + 20 + n;
-    put16(tcp + 16, slirp_checksum(tcp, 20 + n, pseudo));
+    if (partial) {
+        while (pseudo >> 16)
+            pseudo = (pseudo & 0xffff) + (pseudo >> 16);
+        put16(tcp + 16, (uint16_t)pseudo);
+    } else {
+        put16(tcp + 16, slirp_checksum(tcp, 20 + n, pseudo));
+    }
+}
+
+void slirp_tcp_complete(uint8_t *f, uint32_t len)
+{
+    const uint8_t *ip = f + 14;
+    uint8_t *tcp = f + 34;
+    uint32_t pseudo = ((uint32_t)ip[12] << 8 | ip[13]) + ((uint32_t)ip[14] << 8 | ip[15])
+                      + ((uint32_t)ip[16] << 8 | ip[17]) + ((uint32_t)ip[18] << 8 | ip[19])
+                      + 6 + (len - 34);
+    put16(tcp + 16, 0);
+    put16(tcp + 16, slirp_checksum(tcp, len - 34, pseudo));
 }
 
 int slirp_build_tcp_run(const uint8_t *eth14, const uint8_t *src4, const uint8_t *dst4,
@@ -71,7 +88,8 @@ int slirp_build_tcp_run(const uint8_t *eth14, const uint8_t *src4, const uint8_t
         int last = i + 1 == nseg;
         memcpy(out + 54, payload + pos, n);
         slirp_tcp_headers(out, eth14, eth14 + 6, src4, dst4, sport, dport, seq + pos, ack,
-                          (uint8_t)(0x10 | (last ? 0x08 | (fin ? 0x01 : 0) : 0)), window, n);
+                          (uint8_t)(0x10 | (last ? 0x08 | (fin ? 0x01 : 0) : 0)), window, n,
+                          0);
         lens[i] = 54 + n;
         out += 54 + n;
         pos += n;

@@ -42,7 +42,7 @@ static int send_dgram(int fd, const uint8_t *buf, const uint32_t *lens, int n)
     return done;
 }
 
-static int send_tap(int fd, const uint8_t *buf, const uint32_t *lens, int n)
+static int send_tap(int fd, const uint8_t *buf, const uint32_t *lens, int n, int partial)
 {
     const uint8_t *frames[BATCH];
     struct iovec v[TAP_GSO_IOV_MAX];
@@ -56,7 +56,7 @@ static int send_tap(int fd, const uint8_t *buf, const uint32_t *lens, int n)
             frames[m] = buf + o;
             o += lens[done + m];
         }
-        tap_gso_plan(frames, lens + done, (uint32_t)m, &g);
+        tap_gso_plan(frames, lens + done, (uint32_t)m, partial, &g);
         ssize_t r = writev(fd, v, tap_gso_iov(&g, frames, lens + done, v));
         if (r < 0 && errno == EINTR)
             continue;
@@ -70,9 +70,11 @@ static int send_tap(int fd, const uint8_t *buf, const uint32_t *lens, int n)
     return done;
 }
 
-int slirp_link_send(int fd, int kind, const uint8_t *buf, const uint32_t *lens, int n)
+int slirp_link_send(int fd, int kind, const uint8_t *buf, const uint32_t *lens, int n,
+                    int partial)
 {
-    return kind == SLIRP_LINK_TAP ? send_tap(fd, buf, lens, n) : send_dgram(fd, buf, lens, n);
+    return kind == SLIRP_LINK_TAP ? send_tap(fd, buf, lens, n, partial)
+                                  : send_dgram(fd, buf, lens, n);
 }
 
 int slirp_link_recv(int fd, int kind, uint8_t *slots, size_t slot_size, uint32_t *lens,

@@ -15,9 +15,11 @@
 
 /* Sends n frames, laid end to end in buf with their lengths in lens, without blocking:
  * sendmmsg on a datagram socket; on a tap, runs merged by tap_gso_plan(), a frame the
- * tap refuses (interface down) being dropped. Returns how many frames left (or were
+ * tap refuses (interface down) being dropped. partial (taps only): every frame is a TCP
+ * segment of slirp_tcp_headers(..., partial). Returns how many frames left (or were
  * dropped); the others could not go now (the switch or tap is full). */
-int slirp_link_send(int fd, int kind, const uint8_t *buf, const uint32_t *lens, int n);
+int slirp_link_send(int fd, int kind, const uint8_t *buf, const uint32_t *lens, int n,
+                    int partial);
 
 /* Receives up to max frames without blocking into slots of slot_size bytes (frame i at
  * slots + i * slot_size), their lengths into lens. Returns how many (0: none now), or -1

@@ -102,19 +102,32 @@ static int continues(const uint8_t *fa, const struct seg *first, const struct se
            && a->thl == b->thl && memcmp(a->tcp + 20, b->tcp + 20, a->thl - 20) == 0;
 }
 
+/* A frame alone whose TCP checksum is partial: the kernel completes it. */
+static void alone_partial(const uint8_t *f, uint32_t len, struct tap_gso *g)
+{
+    if (len >= ETH + IP4 + 20 && f[12] == 0x08 && f[13] == 0x00 && f[ETH] == 0x45
+        && f[ETH + 9] == 6) {
+        g->vnet[0] = VNET_NEEDS_CSUM;
+        put_le16(g->vnet + 6, ETH + IP4);            /* csum_start */
+        put_le16(g->vnet + 8, 16);                   /* csum_offset */
+    }
+}
+
 void tap_gso_plan(const uint8_t *const *frames, const uint32_t *lens, uint32_t n,
-                  struct tap_gso *g)
+                  int partial, struct tap_gso *g)
 {
     memset(g->vnet, 0, sizeof g->vnet);
     g->head_len = 0;
     g->count = 1;
     if (n > TAP_GSO_MAX_RUN)
         n = TAP_GSO_MAX_RUN;
+    if (partial)
+        alone_partial(frames[0], lens[0], g);   /* until a run is found */
     struct seg first, last, next;
     if (n < 2 || !data_segment(frames[0], lens[0], &first) || (first.flags & TCP_PSH))
         return;
     uint32_t total = IP4 + first.thl + first.plen;
-    int verified = 0;
+    int verified = partial;
     last = first;
     uint32_t k = 1;
     for (; k < n; k++) {
@@ -127,13 +140,14 @@ void tap_gso_plan(const uint8_t *const *frames, const uint32_t *lens, uint32_t n
                 return;
             verified = 1;
         }
-        if (!checksums_ok(&next))
+        if (!partial && !checksums_ok(&next))
             break;
         total += next.plen;
         last = next;
     }
     if (k < 2)
         return;
+    memset(g->vnet, 0, sizeof g->vnet);
 
     uint32_t head_len = ETH + IP4 + first.thl;
     memcpy(g->head, frames[0], head_len);

@@ -32,9 +32,12 @@ struct tap_gso {
 /* Plans the write of frames[0..n) (lens[i] > 0, n >= 1; only the first
  * TAP_GSO_MAX_RUN are looked at) that starts with frames[0]:
  * one frame as it is (count 1, a header with no offload asked), or a run merged into
- * one GSO packet (count > 1). */
+ * one GSO packet (count > 1).
+ * partial: the frames are our own TCP segments whose checksum field holds only the
+ * pseudo-header's sum (pyvde-slirp on a tap): nothing is verified, and a frame alone
+ * asks the kernel to complete its checksum too (NEEDS_CSUM), as a NIC's offload would. */
 void tap_gso_plan(const uint8_t *const *frames, const uint32_t *lens, uint32_t n,
-                  struct tap_gso *g);
+                  int partial, struct tap_gso *g);
 
 /* The iovec of the planned write (at most TAP_GSO_IOV_MAX entries): the vnet header,
  * then the frame, or the merged head and every frame's payload. Returns the count. */

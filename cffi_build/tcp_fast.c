@@ -28,6 +28,7 @@
 struct fast_table {
     int link_fd;
     int link_kind;              /* SLIRP_LINK_* */
+    int partial;                /* a tap: TCP checksums left for it to complete */
     uint8_t router_mac[6];
     int count;
     struct fast_conn *slot[SLOTS];
@@ -103,6 +104,7 @@ struct fast_table *fast_table_new(int link_fd, int link_kind, const uint8_t *rou
     }
     t->link_fd = link_fd;
     t->link_kind = link_kind;
+    t->partial = link_kind == SLIRP_LINK_TAP;
     memcpy(t->router_mac, router_mac, 6);
     return t;
 }
@@ -176,7 +178,7 @@ static void fill_segment(struct fast_table *t, const struct fast_conn *c, uint8_
 {
     slirp_tcp_headers(f, c->guest_mac, t->router_mac, c->remote_ip, c->guest_ip,
                       c->remote_port, c->guest_port, wire_seq(c, off), wire_ack(c), flags,
-                      (uint16_t)c->window_field, n);
+                      (uint16_t)c->window_field, n, t->partial);
 }
 
 static void push_frame(struct fast_table *t, uint32_t len)
@@ -199,7 +201,8 @@ static void flush_out(struct fast_table *t)
     t->unsent_off = t->out_len;
     if (!t->out_n)
         return;
-    int sent = slirp_link_send(t->link_fd, t->link_kind, t->out, t->out_lens, t->out_n);
+    int sent = slirp_link_send(t->link_fd, t->link_kind, t->out, t->out_lens, t->out_n,
+                               t->partial);
     if (sent < 0)
         sent = 0;
     size_t off = 0;
@@ -207,6 +210,9 @@ static void flush_out(struct fast_table *t)
         off += t->out_lens[i];
     t->unsent_first = sent;
     t->unsent_off = off;
+    if (t->partial)   /* Python sends these later, as frames with whole checksums */
+        for (int i = sent; i < t->out_n; off += t->out_lens[i], i++)
+            slirp_tcp_complete(t->out + off, t->out_lens[i]);
 }
 
 static void reset_out(struct fast_table *t)

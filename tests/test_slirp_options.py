@@ -37,6 +37,16 @@ def test_every_spelling_of_the_switch(argv):
     assert parse_args(argv).sock == "/tmp/sw"
 
 
+def test_a_tap_instead_of_a_switch():
+    o = parse_args(["-s", "tap://tap0", "--netns", "/proc/7/ns/net", "--userns",
+                    "/proc/7/ns/user", "-D"])
+    assert (o.tap, o.netns, o.userns, o.dhcp) == ("tap0", "/proc/7/ns/net", "/proc/7/ns/user",
+                                                  True)
+    assert parse_args(["tap://tap1"]).tap == "tap1"
+    assert (parse_args(["-s", "tap://t", "--netns=/run/netns/x"]).netns) == "/run/netns/x"
+    assert parse_args(["/tmp/sw"]).tap is None
+
+
 @pytest.mark.parametrize("argv", [["-s", "-"], ["-s-"], ["-"], ["--sock=-"], ["-q", "-"]])
 def test_the_record_stream_on_stdin_stdout(argv):
     assert parse_args(argv).sock == "-"
@@ -149,6 +159,14 @@ def test_help(argv):
     (["--dh"], "unrecognized arguments: --dh"),        # getopt would abbreviate; we do not
     (["-s"], "option -s/--sock/--socket/--vdesock/--unix: expected one argument"),
     (["-L"], "option -L: expected one argument"),
+    (["-s", "tap://"], "option -s: '' is not a tap name (1..15 bytes, no '/' or spaces)"),
+    (["-s", "tap://a/b"], "option -s: 'a/b' is not a tap name"),
+    (["tap://sixteen-bytes-nm"], "option -s: 'sixteen-bytes-nm' is not a tap name"),
+    (["-s", "tap://t0", "--port", "3"], "option --port: only for a switch, not a tap"),
+    (["-s", "tap://t0", "-g", "kvm"], "option -g: only for a switch, not a tap"),
+    (["-s", "/tmp/sw", "--netns", "/run/netns/a"], "option --netns: only with -s tap://NAME"),
+    (["--userns", "/proc/1/ns/user"], "option --userns: only with -s tap://NAME"),
+    (["-s", "tap://t0", "--userns", "/proc/1/ns/user"], "option --userns: only with --netns"),
 ])
 def test_errors_are_one_line_naming_the_option(argv, message):
     with pytest.raises(SlirpUsageError) as e:

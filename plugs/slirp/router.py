@@ -160,7 +160,7 @@ class Link:
                 self.dropped += len(frames)
             return
         lens = _ffi.new("uint32_t[]", [len(f) for f in frames])
-        sent = _lib.slirp_link_send(self.fd, self.kind, b"".join(frames), lens, len(frames))
+        sent = _lib.slirp_link_send(self.fd, self.kind, b"".join(frames), lens, len(frames), 0)
         if sent < len(frames):
             self.queue = frames[sent:] + self.queue
             if self.nursery is not None:
