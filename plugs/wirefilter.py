@@ -566,10 +566,10 @@ def main(argv: list[str] | None = None) -> int:
             mgmt = MgmtSocket(host, os.path.abspath(opts.mgmt), opts.mgmtmode, -1)
             mgmt.open()
         pidfile_path = os.path.abspath(opts.pidfile) if opts.pidfile else None   # before cd /
+        pidfile = PidFile(pidfile_path) if pidfile_path else None
         if opts.daemon:          # before the engine thread starts: fork keeps no threads
-            daemonize()
-        if opts.pidfile:
-            pidfile = PidFile(pidfile_path)
+            daemonize(pidfile)   # the pid file is whole before the command returns
+        elif pidfile:
             pidfile.write()
         if opts.blink:           # the default id is the pid: the daemon's, as in the pidfile
             open_blink(w, opts.blink, opts.blinkid or f"{os.getpid():06d}")

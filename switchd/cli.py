@@ -63,14 +63,14 @@ def main(argv: list[str] | None = None) -> int:
         switch.close()
         return 1
     try:
-        if opts.daemon:
-            daemonize()
-            setup_logging(True, PROG)
-        if pidfile:
-            try:
+        try:
+            if opts.daemon:         # the pid file is whole before the command returns
+                daemonize(pidfile)
+                setup_logging(True, PROG)
+            elif pidfile:
                 pidfile.write()
-            except OSError as e:
-                raise StartupError(f"cannot write pid file {pidfile.path}: {e.strerror}") from None
+        except OSError as e:
+            raise StartupError(f"cannot write pid file {pidfile.path}: {e.strerror}") from None
         log.info("switch ready on %s (%d ports)", switch.control.directory, opts.numports)
         trio.run(switch.run)
     except StartupError as e:

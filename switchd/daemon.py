@@ -38,12 +38,18 @@ def setup_logging(daemon: bool, name: str) -> None:
     root.setLevel(logging.INFO)
 
 
-def daemonize() -> None:
+def daemonize(pidfile: PidFile | None = None) -> None:
     """Detaches like daemon(0, 0): new session, cwd /, standard streams on /dev/null.
 
     The parent exits only after the child is set up, so when `pyvde-switch -d`
-    returns, the switch's sockets (created before this call) already accept clients."""
-    finish_daemon(fork_to_background())
+    returns, the switch's sockets (created before this call) already accept clients,
+    and the pid file, if one is given, holds the daemon's pid (if it cannot be written,
+    OSError is raised in the daemon while its stderr is still the terminal's, and the
+    command exits 1)."""
+    ready = fork_to_background()
+    if pidfile is not None:
+        pidfile.write()
+    finish_daemon(ready)
 
 
 def fork_to_background() -> int:
@@ -75,16 +81,26 @@ def finish_daemon(ready_fd: int) -> None:
 
 
 class PidFile:
-    """Written with O_EXCL like vde_switch's; removed at exit."""
+    """Refused if the file exists, like vde_switch's O_EXCL; removed at exit. It appears
+    whole: written under a temporary name and linked into place (link() fails if the
+    name exists), so a reader never sees it empty."""
 
     def __init__(self, path: str):
         self.path = os.path.abspath(path)
         self.written = False
 
     def write(self) -> None:
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        with os.fdopen(fd, "w") as f:
-            f.write(f"{os.getpid()}\n")
+        tmp = f"{self.path}.{os.getpid()}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(f"{os.getpid()}\n")
+            try:
+                os.link(tmp, self.path)
+            except OSError as e:            # name the pid file, not the temporary one
+                raise OSError(e.errno, e.strerror, self.path) from None
+        finally:
+            os.unlink(tmp)
         self.written = True
 
     def remove(self) -> None:

@@ -301,6 +301,31 @@ def test_daemon_mode_and_pidfile(sockdir, plugs):
     wait_for(lambda: not d.exists() and not pid.exists(), what="daemon cleanup")
 
 
+def test_pidfile_is_whole_when_daemon_mode_returns(sockdir):
+    """The command returns only once the daemon's pid is in the file (it used to return
+    first, and a reader could find the file empty: seen once in CI-like runs)."""
+    for i in range(10):
+        pid, d = sockdir / f"r{i}.pid", sockdir / f"r{i}"
+        r = subprocess.run([PYVDE_SWITCH, "-d", "-s", str(d), "-p", str(pid)],
+                           capture_output=True, text=True, timeout=10)
+        assert r.returncode == 0, r.stderr
+        daemon_pid = int(pid.read_text())
+        os.kill(daemon_pid, signal.SIGTERM)
+        wait_for(lambda: not d.exists() and not pid.exists(), what="daemon cleanup")
+
+
+def test_an_existing_pidfile_is_refused(sockdir):
+    pid = sockdir / "taken.pid"
+    pid.write_text("1\n")
+    for daemon in ([], ["-d"]):
+        r = subprocess.run([PYVDE_SWITCH, *daemon, "-s", str(sockdir / "sw"), "-p", str(pid)],
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=10)
+        assert r.returncode == 1
+        assert f"cannot write pid file {pid}: File exists" in r.stderr, r.stderr
+        assert pid.read_text() == "1\n" and not (sockdir / "sw").exists()
+        assert [p.name for p in sockdir.iterdir()] == ["taken.pid"]
+
+
 def test_mgmt_console_formats(switch, plugs):
     a, b = plugs(str(switch.dir), "-D", "vm1"), plugs(str(switch.dir) + "[4]", "-D", "vm2")
     wait_ports(switch, 2)
