@@ -5,4 +5,5 @@ from setuptools import setup
 setup(cffi_modules=["cffi_build/build_dataplane.py:ffibuilder",
                     "cffi_build/build_pump.py:ffibuilder",
                     "cffi_build/build_wire.py:ffibuilder",
-                    "cffi_build/build_slirp.py:ffibuilder"])
+                    "cffi_build/build_slirp.py:ffibuilder",
+                    "cffi_build/build_cable.py:ffibuilder"])

@@ -2,6 +2,7 @@
 exit at teardown, Debian clients, network namespaces."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -98,3 +99,14 @@ def debian_switch(sockdir):
     yield start
     for sw in started:
         sw.stop()
+
+
+@pytest.fixture
+def cleanup():
+    """Callables run at teardown, last added first (list this fixture last, so it runs
+    before the switches and namespaces are torn down)."""
+    fns: list = []
+    yield fns.append
+    for fn in reversed(fns):
+        with contextlib.suppress(Exception):
+            fn()

@@ -4,7 +4,6 @@ pipes standing in for ssh, udp:// and ptp:// links, switch restarts, and what a 
 when things end: exit status, the one line on stderr, the switch's port table."""
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import itertools
 import json
@@ -220,17 +219,6 @@ def pid_alive(pid: int) -> bool:
 
 
 # ------------------------------------------------------------------ fixtures
-
-@pytest.fixture
-def cleanup():
-    """Callables run at teardown, last added first (list this fixture last, so it runs
-    before the switches and namespaces are torn down)."""
-    fns: list = []
-    yield fns.append
-    for fn in reversed(fns):
-        with contextlib.suppress(Exception):
-            fn()
-
 
 @pytest.fixture
 def pyplugs(cleanup):

@@ -13,7 +13,7 @@ import time
 import pytest
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
-from test_plugs import cleanup, plug2tap_in  # noqa: F401  (cleanup is a fixture)
+from test_plugs import plug2tap_in
 from vdetest import RawClient, need_tool, wait_data_sockets, wait_for
 
 pytestmark = pytest.mark.netns
@@ -47,7 +47,7 @@ def captured(ns, pcap) -> list[tuple[int, int, str]]:
             for f in (ln.split("\t") for ln in r.stdout.splitlines())]
 
 
-def test_runs_are_merged_and_nothing_else(switch, netns, sockdir, cleanup):  # noqa: F811
+def test_runs_are_merged_and_nothing_else(switch, netns, sockdir, cleanup):
     need_tool("tcpdump", "tshark")
     ns = netns()
     plug = plug2tap_in(ns, switch.dir, f"{NS_ADDR}/24", cleanup=cleanup)

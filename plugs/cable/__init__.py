@@ -1,0 +1,1 @@
+"""pyvde-cable: a VDE switch port carried over UDP (sealed, plain, VXLAN or VXVDE)."""
