@@ -18,6 +18,13 @@
  * slot's replay window before the (costly) decryption and marked after it succeeds.
  * The peer's address is the source of the last authentic datagram of CURRENT (roaming).
  *
+ * UDP segmentation offload: consecutive datagrams of a batch to one destination, all of
+ * one size but the last, leave as one send with UDP_SEGMENT (the kernel's IP, UDP and
+ * device layers are crossed once for up to 64 of them), and the socket takes UDP_GRO,
+ * so the peer's kernel may hand over such a train whole; the engine cuts it at the
+ * size the control message gives. Without either (an old kernel), datagrams go one by
+ * one as before.
+ *
  * VXLAN learning uses the switch's MAC table (mac_table.c) with the index of a VTEP
  * (address, port) in place of a port number.
  */
@@ -31,6 +38,7 @@
 #include <fcntl.h>
 #include <ifaddrs.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sodium.h>
@@ -48,6 +56,9 @@
 #define MAX_LOCAL 32
 #define WINDOW 1024
 #define UNKNOWN_EVERY_MS 1000
+#define GSO_MAX_SEGS 64
+#define GSO_MAX_BYTES 65000     /* a UDP payload stays under 65507 */
+#define CTRL_SPACE 64           /* room for one UDP_GRO / UDP_SEGMENT control message */
 
 /* ------------------------------------------------------------------ pure parts */
 
@@ -159,6 +170,7 @@ struct batch {
     struct mmsghdr msg[BATCH];
     struct iovec iov[BATCH][2];
     struct sockaddr_in addr[BATCH];
+    uint8_t ctrl[BATCH][CTRL_SPACE];   /* received: UDP_GRO's segment size */
     uint8_t *slots;             /* BATCH slots */
     size_t slot;
     int n;
@@ -188,6 +200,7 @@ struct cable_engine {
     uint32_t local[MAX_LOCAL];
     int n_local;
     uint8_t vx_header[CABLE_VX_HEADER];
+    int gso;                    /* UDP_SEGMENT may be used (until the kernel refuses it) */
     /* buffers: what came in from each side, what goes out to each side */
     struct batch from_switch, to_net, from_net, to_switch;
 };
@@ -250,6 +263,11 @@ struct cable_engine *cable_new(const struct cable_config *cfg)
         || batch_alloc(&e->from_net, NET_SLOT) < 0
         || batch_alloc(&e->to_switch, NET_SLOT) < 0)
         goto fail;
+    int on = 1;
+    e->gso = 1;
+    setsockopt(cfg->udp_fd, SOL_UDP, UDP_GRO, &on, sizeof on);
+    if (cfg->mcast_fd >= 0)
+        setsockopt(cfg->mcast_fd, SOL_UDP, UDP_GRO, &on, sizeof on);
     if (cfg->mode == CABLE_VXLAN || cfg->mode == CABLE_VXVDE) {
         e->macs = mt_new(1024, 8192);
         if (!e->macs)
@@ -399,6 +417,8 @@ static int read_batch(int fd, struct batch *b, int with_addr)
         if (with_addr) {
             b->msg[i].msg_hdr.msg_name = &b->addr[i];
             b->msg[i].msg_hdr.msg_namelen = sizeof b->addr[i];
+            b->msg[i].msg_hdr.msg_control = b->ctrl[i];
+            b->msg[i].msg_hdr.msg_controllen = CTRL_SPACE;
         }
     }
     int n = recvmmsg(fd, b->msg, BATCH, MSG_DONTWAIT, NULL);
@@ -425,9 +445,107 @@ static void out_entry(struct batch *b, const uint8_t *data, size_t len,
     }
 }
 
+/* The datagrams of a batch regrouped for UDP_SEGMENT: runs to one destination, of one
+ * size but a shorter last, become one message each. Returns the number of messages;
+ * first[k] is the batch index message k starts at. */
+static int gso_group(struct batch *b, struct mmsghdr *m, struct iovec *v,
+                     uint8_t (*ctrl)[CTRL_SPACE], int *first)
+{
+    int nm = 0, i = 0;
+    while (i < b->n) {
+        size_t size = b->iov[i][0].iov_len, total = size;
+        int j = i + 1;
+        while (j < b->n && j - i < GSO_MAX_SEGS
+               && b->iov[j][0].iov_len <= size && total + b->iov[j][0].iov_len <= GSO_MAX_BYTES
+               && b->iov[j - 1][0].iov_len == size
+               && b->addr[j].sin_addr.s_addr == b->addr[i].sin_addr.s_addr
+               && b->addr[j].sin_port == b->addr[i].sin_port)
+            total += b->iov[j++][0].iov_len;
+        memset(&m[nm], 0, sizeof m[nm]);
+        struct msghdr *h = &m[nm].msg_hdr;
+        for (int k = i; k < j; k++)
+            v[k] = b->iov[k][0];
+        h->msg_iov = &v[i];
+        h->msg_iovlen = (size_t)(j - i);
+        h->msg_name = b->msg[i].msg_hdr.msg_name;
+        h->msg_namelen = b->msg[i].msg_hdr.msg_namelen;
+        if (j - i > 1) {
+            h->msg_control = ctrl[nm];
+            h->msg_controllen = CMSG_SPACE(sizeof(uint16_t));
+            struct cmsghdr *c = CMSG_FIRSTHDR(h);
+            c->cmsg_level = SOL_UDP;
+            c->cmsg_type = UDP_SEGMENT;
+            c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+            uint16_t seg = (uint16_t)size;
+            memcpy(CMSG_DATA(c), &seg, sizeof seg);
+        }
+        first[nm++] = i;
+        i = j;
+    }
+    first[nm] = b->n;
+    return nm;
+}
+
+/* Sends a batch to the network with UDP_SEGMENT; 0, or -1 to fall back to flush_batch
+ * (the kernel refused segmentation: it is not used again). */
+static int flush_gso(struct cable_engine *e, struct batch *b)
+{
+    struct mmsghdr m[BATCH];
+    struct iovec v[BATCH];
+    uint8_t ctrl[BATCH][CTRL_SPACE];
+    int first[BATCH + 1];
+    int nm = gso_group(b, m, v, ctrl, first);
+    if (nm == b->n)
+        return -1;                              /* nothing to group: the plain way */
+    int done = 0;
+    while (done < nm) {
+        int r = sendmmsg(e->cfg.udp_fd, m + done, (unsigned)(nm - done),
+                         MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0 && (errno == EIO || errno == EINVAL || errno == ENOPROTOOPT)
+            && m[done].msg_hdr.msg_controllen) {
+            e->gso = 0;                         /* no offload here: never again */
+            if (done == 0)
+                return -1;
+            break;
+        }
+        if (r <= 0) {                           /* full or refused: these are dropped */
+            for (int i = first[done]; i < first[done + 1]; i++)
+                e->stats.send_errors++;
+            done++;
+            continue;
+        }
+        for (int k = done; k < done + r; k++)
+            for (int i = first[k]; i < first[k + 1]; i++) {
+                e->stats.to_net_frames++;
+                e->stats.to_net_bytes += b->iov[i][0].iov_len;
+            }
+        done += r;
+    }
+    if (done < nm) {                            /* the rest without segmentation */
+        int from = first[done];
+        memmove(b->msg, b->msg + from, sizeof b->msg[0] * (size_t)(b->n - from));
+        for (int i = 0; i < b->n - from; i++) {
+            b->iov[i][0] = b->iov[from + i][0];
+            b->addr[i] = b->addr[from + i];
+            b->msg[i].msg_hdr.msg_iov = b->iov[i];
+            if (b->msg[i].msg_hdr.msg_name)
+                b->msg[i].msg_hdr.msg_name = &b->addr[i];
+        }
+        b->n -= from;
+        return -1;
+    }
+    e->stats.last_tx_ms = monotonic_ms();
+    b->n = 0;
+    return 0;
+}
+
 /* Sends a batch; waits a little for room (a full switch), then drops and counts. */
 static void flush_batch(struct cable_engine *e, int fd, struct batch *b, int to_net)
 {
+    if (to_net && e->gso && b->n > 1 && flush_gso(e, b) == 0)
+        return;
     int done = 0;
     int64_t give_up = -1;
     while (done < b->n) {
@@ -701,51 +819,81 @@ static uint32_t vx_in(struct cable_engine *e, const uint8_t *d, uint32_t len,
     return CABLE_VX_HEADER;
 }
 
-static void net_to_switch(struct cable_engine *e, struct batch *in, int n)
+/* One datagram from the network: what it carries joins the batch to the switch. */
+static void datagram_in(struct cable_engine *e, uint8_t *d, uint32_t len,
+                        const struct sockaddr_in *from, int64_t now)
 {
     struct batch *out = &e->to_switch;
+    if (out->n == BATCH) {                      /* a long GRO train: make room */
+        pthread_mutex_unlock(&e->lock);
+        flush_batch(e, e->cfg.switch_fd, out, 0);
+        pthread_mutex_lock(&e->lock);
+    }
+    switch (e->cfg.mode) {
+    case CABLE_PLAIN:
+        if (len < 14) {
+            e->stats.runts += len > 0;
+            break;
+        }
+        e->stats.last_auth_rx_ms = now;
+        if (!e->cfg.peer_port) {                /* --listen alone: answer the last sender */
+            e->peer_addr = from->sin_addr.s_addr;
+            e->peer_port = ntohs(from->sin_port);
+        }
+        out_entry(out, d, len, NULL);
+        break;
+    case CABLE_SEALED: {
+        uint8_t *slot = out->slots + (size_t)out->n * out->slot;
+        uint32_t m = sealed_in(e, d, len, from, slot, now);
+        if (m >= 14)
+            out_entry(out, slot, m, NULL);
+        else if (m)
+            e->stats.runts++;
+        break;
+    }
+    default: {
+        uint32_t off = vx_in(e, d, len, from, now);
+        if (off)
+            out_entry(out, d + off, len - off, NULL);
+        break;
+    }
+    }
+}
+
+/* The segment size of a UDP_GRO train (0: a single datagram). */
+static uint32_t gro_size(struct msghdr *h)
+{
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c; c = CMSG_NXTHDR(h, c))
+        if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
+            int size;
+            memcpy(&size, CMSG_DATA(c), sizeof size);
+            return size > 0 ? (uint32_t)size : 0;
+        }
+    return 0;
+}
+
+static void net_to_switch(struct cable_engine *e, struct batch *in, int n)
+{
     int64_t now = monotonic_ms();
     pthread_mutex_lock(&e->lock);
     for (int i = 0; i < n; i++) {
         uint8_t *d = in->slots + (size_t)i * in->slot;
         uint32_t len = in->msg[i].msg_len;
-        const struct sockaddr_in *from = &in->addr[i];
-        if (in->msg[i].msg_hdr.msg_flags & MSG_TRUNC) {
+        struct msghdr *h = &in->msg[i].msg_hdr;
+        if (h->msg_flags & MSG_TRUNC) {
             e->stats.truncated++;
             continue;
         }
-        switch (e->cfg.mode) {
-        case CABLE_PLAIN:
-            if (len < 14) {
-                e->stats.runts += len > 0;
-                break;
-            }
-            e->stats.last_auth_rx_ms = now;
-            if (!e->cfg.peer_port) {            /* --listen alone: answer the last sender */
-                e->peer_addr = from->sin_addr.s_addr;
-                e->peer_port = ntohs(from->sin_port);
-            }
-            out_entry(out, d, len, NULL);
-            break;
-        case CABLE_SEALED: {
-            uint8_t *slot = out->slots + (size_t)out->n * out->slot;
-            uint32_t m = sealed_in(e, d, len, from, slot, now);
-            if (m >= 14)
-                out_entry(out, slot, m, NULL);
-            else if (m)
-                e->stats.runts++;
-            break;
+        uint32_t seg = gro_size(h);
+        if (!seg || seg >= len) {
+            datagram_in(e, d, len, &in->addr[i], now);
+            continue;
         }
-        default: {
-            uint32_t off = vx_in(e, d, len, from, now);
-            if (off)
-                out_entry(out, d + off, len - off, NULL);
-            break;
-        }
-        }
+        for (uint32_t off = 0; off < len; off += seg)
+            datagram_in(e, d + off, len - off < seg ? len - off : seg, &in->addr[i], now);
     }
     pthread_mutex_unlock(&e->lock);
-    flush_batch(e, e->cfg.switch_fd, out, 0);
+    flush_batch(e, e->cfg.switch_fd, &e->to_switch, 0);
 }
 
 /* ------------------------------------------------------------------ the thread */

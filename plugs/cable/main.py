@@ -15,7 +15,7 @@ from collections import Counter
 
 import trio
 
-from switchd.daemon import PidFile, daemonize
+from switchd.daemon import PidFile, daemonize, setup_logging
 
 from ..vdeclient import PlugError, connect, describe
 from ..vnl import Vde, VnlError, default_switch, parse
@@ -304,7 +304,8 @@ def main(argv: list[str] | None = None) -> int:
                      f" to {peer[0]}:{peer[1]}" if peer else "", limit)
         pending = PidFile(os.path.abspath(opts.pidfile)) if opts.pidfile else None
         if opts.daemon:
-            daemonize(pending)
+            daemonize(pending)              # the pid file is whole before the command returns
+            setup_logging(True, PROG)       # syslog, as the switch's daemon
         elif pending:
             pending.write()
         pidfile = pending
