@@ -55,7 +55,7 @@
 #define MAX_VTEPS 1024
 #define MAX_LOCAL 32
 #define WINDOW 1024
-#define UNKNOWN_EVERY_MS 1000
+#define EVENTS_PER_S 64         /* CONTROL and UNKNOWN events a second, at most */
 #define GSO_MAX_SEGS 64
 #define GSO_MAX_BYTES 65000     /* a UDP payload stays under 65507 */
 #define CTRL_SPACE 64           /* room for one UDP_GRO / UDP_SEGMENT control message */
@@ -164,6 +164,7 @@ struct session {
 struct vtep {
     uint32_t addr;
     uint16_t port;
+    int64_t seen_ms;            /* the last datagram from it: the oldest makes room */
 };
 
 struct batch {
@@ -191,11 +192,13 @@ struct cable_engine {
     /* events */
     struct cable_event events[EVENTS];
     int ev_head, ev_count;
-    int64_t last_unknown_ms;
+    int64_t budget_at_ms;       /* the second the event budget is for */
+    int budget;                 /* CONTROL and UNKNOWN events left in it */
     /* vxlan, vxvde */
     struct mac_table *macs;
     struct vtep vteps[MAX_VTEPS];
     int n_vteps;
+    int last_vtep;
     uint16_t own_port;
     uint32_t local[MAX_LOCAL];
     int n_local;
@@ -207,8 +210,11 @@ struct cable_engine {
 
 static void push_event(struct cable_engine *e, const struct cable_event *ev)
 {
-    if (e->ev_count == EVENTS)
-        return;                 /* Python is far behind: the handshake retries */
+    if (e->ev_count == EVENTS) {
+        if (ev->kind != CABLE_EV_ENDED)
+            return;             /* Python is far behind: the handshake retries */
+        e->ev_count--;          /* the end is never lost: it takes the last place */
+    }
     e->events[(e->ev_head + e->ev_count) % EVENTS] = *ev;
     if (e->ev_count++ == 0) {
         char c = 1;
@@ -363,11 +369,8 @@ static ssize_t send_to(struct cable_engine *e, const uint8_t *data, size_t len, 
 {
     struct sockaddr_in sa;
     sockaddr_of(&sa, addr, port);
-    ssize_t r = sendto(e->cfg.udp_fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL,
-                       (struct sockaddr *)&sa, sizeof sa);
-    if (r >= 0)
-        e->stats.last_tx_ms = monotonic_ms();
-    return r;
+    return sendto(e->cfg.udp_fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL,
+                  (struct sockaddr *)&sa, sizeof sa);
 }
 
 int cable_keepalive(struct cable_engine *e)
@@ -380,6 +383,7 @@ int cable_keepalive(struct cable_engine *e)
         cable_seal(s->send_key, s->peer_index, s->send_counter++, NULL, 0, out);
         if (send_to(e, out, sizeof out, e->peer_addr, e->peer_port) >= 0) {
             e->stats.keepalives_out++;
+            e->stats.last_tx_ms = monotonic_ms();
             rc = 0;
         }
     }
@@ -390,9 +394,7 @@ int cable_keepalive(struct cable_engine *e)
 int cable_send_raw(struct cable_engine *e, const uint8_t *data, uint32_t len, uint32_t addr,
                    uint16_t port)
 {
-    pthread_mutex_lock(&e->lock);
-    ssize_t r = send_to(e, data, len, addr, port);
-    pthread_mutex_unlock(&e->lock);
+    ssize_t r = send_to(e, data, len, addr, port);     /* no shared state: no lock */
     return r < 0 ? -errno : 0;
 }
 
@@ -488,7 +490,47 @@ static int gso_group(struct batch *b, struct mmsghdr *m, struct iovec *v,
 
 /* Sends a batch to the network with UDP_SEGMENT; 0, or -1 to fall back to flush_batch
  * (the kernel refused segmentation: it is not used again). */
-static int flush_gso(struct cable_engine *e, struct batch *b)
+/* What a flush delivered or lost, added to the stats under the lock at its end. */
+struct tally {
+    uint64_t frames, bytes, errors;
+};
+
+static void add_tally(struct cable_engine *e, const struct tally *t, int to_net)
+{
+    pthread_mutex_lock(&e->lock);
+    if (to_net) {
+        e->stats.to_net_frames += t->frames;
+        e->stats.to_net_bytes += t->bytes;
+        if (t->frames)
+            e->stats.last_tx_ms = monotonic_ms();
+    } else {
+        e->stats.from_net_frames += t->frames;
+        e->stats.from_net_bytes += t->bytes;
+    }
+    e->stats.send_errors += t->errors;
+    pthread_mutex_unlock(&e->lock);
+}
+
+/* Drops the first `from` entries of a batch (sent already): the rest moves to the front. */
+static void batch_shift(struct batch *b, int from)
+{
+    memmove(b->msg, b->msg + from, sizeof b->msg[0] * (size_t)(b->n - from));
+    for (int i = 0; i < b->n - from; i++) {
+        b->iov[i][0] = b->iov[from + i][0];
+        b->addr[i] = b->addr[from + i];
+        b->msg[i].msg_hdr.msg_iov = b->iov[i];
+        if (b->msg[i].msg_hdr.msg_name)
+            b->msg[i].msg_hdr.msg_name = &b->addr[i];
+    }
+    b->n -= from;
+}
+
+/* Sends what it can of a batch to the network with UDP_SEGMENT. Anything it cannot
+ * send so (no room now, a group the kernel refuses: EINVAL when a segment is too long
+ * for the route) stays in the batch, moved to its front, for flush_batch to send one
+ * by one, with its wait for room. Segmentation is given up for good only when the
+ * kernel does not offer it (EIO, ENOPROTOOPT). */
+static void flush_gso(struct cable_engine *e, struct batch *b, struct tally *t)
 {
     struct mmsghdr m[BATCH];
     struct iovec v[BATCH];
@@ -496,69 +538,42 @@ static int flush_gso(struct cable_engine *e, struct batch *b)
     int first[BATCH + 1];
     int nm = gso_group(b, m, v, ctrl, first);
     if (nm == b->n)
-        return -1;                              /* nothing to group: the plain way */
+        return;                                 /* nothing to group: the plain way */
     int done = 0;
     while (done < nm) {
         int r = sendmmsg(e->cfg.udp_fd, m + done, (unsigned)(nm - done),
                          MSG_DONTWAIT | MSG_NOSIGNAL);
         if (r < 0 && errno == EINTR)
             continue;
-        if (r < 0 && (errno == EIO || errno == EINVAL || errno == ENOPROTOOPT)
-            && m[done].msg_hdr.msg_controllen) {
-            e->gso = 0;                         /* no offload here: never again */
-            if (done == 0)
-                return -1;
+        if (r <= 0) {
+            if (errno == EIO || errno == ENOPROTOOPT)
+                e->gso = 0;
             break;
-        }
-        if (r <= 0) {                           /* full or refused: these are dropped */
-            for (int i = first[done]; i < first[done + 1]; i++)
-                e->stats.send_errors++;
-            done++;
-            continue;
         }
         for (int k = done; k < done + r; k++)
             for (int i = first[k]; i < first[k + 1]; i++) {
-                e->stats.to_net_frames++;
-                e->stats.to_net_bytes += b->iov[i][0].iov_len;
+                t->frames++;
+                t->bytes += b->iov[i][0].iov_len;
             }
         done += r;
     }
-    if (done < nm) {                            /* the rest without segmentation */
-        int from = first[done];
-        memmove(b->msg, b->msg + from, sizeof b->msg[0] * (size_t)(b->n - from));
-        for (int i = 0; i < b->n - from; i++) {
-            b->iov[i][0] = b->iov[from + i][0];
-            b->addr[i] = b->addr[from + i];
-            b->msg[i].msg_hdr.msg_iov = b->iov[i];
-            if (b->msg[i].msg_hdr.msg_name)
-                b->msg[i].msg_hdr.msg_name = &b->addr[i];
-        }
-        b->n -= from;
-        return -1;
-    }
-    e->stats.last_tx_ms = monotonic_ms();
-    b->n = 0;
-    return 0;
+    batch_shift(b, first[done]);
 }
 
 /* Sends a batch; waits a little for room (a full switch), then drops and counts. */
 static void flush_batch(struct cable_engine *e, int fd, struct batch *b, int to_net)
 {
-    if (to_net && e->gso && b->n > 1 && flush_gso(e, b) == 0)
-        return;
+    struct tally t = {0, 0, 0};
+    if (to_net && e->gso && b->n > 1)
+        flush_gso(e, b, &t);
     int done = 0;
     int64_t give_up = -1;
     while (done < b->n) {
         int r = sendmmsg(fd, b->msg + done, (unsigned)(b->n - done), MSG_DONTWAIT | MSG_NOSIGNAL);
         if (r > 0) {
             for (int i = done; i < done + r; i++) {
-                if (to_net) {
-                    e->stats.to_net_frames++;
-                    e->stats.to_net_bytes += b->msg[i].msg_len;
-                } else {
-                    e->stats.from_net_frames++;
-                    e->stats.from_net_bytes += b->msg[i].msg_len;
-                }
+                t.frames++;
+                t.bytes += b->msg[i].msg_len;
             }
             done += r;
             continue;
@@ -575,25 +590,45 @@ static void flush_batch(struct cable_engine *e, int fd, struct batch *b, int to_
         } else if (r < 0 && errno == EINTR) {
             continue;
         }
-        e->stats.send_errors++;     /* refused (EMSGSIZE, unreachable) or no room: dropped */
+        t.errors++;                 /* refused (EMSGSIZE, unreachable) or no room: dropped */
         done++;
     }
-    if (to_net && b->n)
-        e->stats.last_tx_ms = monotonic_ms();
     b->n = 0;
+    if (t.frames || t.errors)
+        add_tally(e, &t, to_net);
 }
 
 /* ------------------------------------------------------------------ switch -> net */
 
-static int vtep_index(struct cable_engine *e, uint32_t addr, uint16_t port, int add)
+/* The index of VTEP addr:port (learned MACs point to it); with add, a new one is made,
+ * and when the table is full the one heard from longest ago makes room (its MACs are
+ * forgotten). The last one found is tried first: most datagrams come in runs. */
+static int vtep_index(struct cable_engine *e, uint32_t addr, uint16_t port, int add,
+                      int64_t now)
 {
-    for (int i = 0; i < e->n_vteps; i++)
-        if (e->vteps[i].addr == addr && e->vteps[i].port == port)
-            return i;
-    if (!add || e->n_vteps == MAX_VTEPS)
-        return -1;
-    e->vteps[e->n_vteps] = (struct vtep){addr, port};
-    return e->n_vteps++;
+    int i = e->last_vtep;
+    if (i >= e->n_vteps || e->vteps[i].addr != addr || e->vteps[i].port != port)
+        for (i = 0; i < e->n_vteps; i++)
+            if (e->vteps[i].addr == addr && e->vteps[i].port == port)
+                break;
+    if (i == e->n_vteps) {
+        if (!add)
+            return -1;
+        if (e->n_vteps < MAX_VTEPS) {
+            e->n_vteps++;
+        } else {
+            i = 0;
+            for (int k = 1; k < MAX_VTEPS; k++)
+                if (e->vteps[k].seen_ms < e->vteps[i].seen_ms)
+                    i = k;
+            mt_flush_port(e->macs, i);
+        }
+        e->vteps[i] = (struct vtep){addr, port, now};
+    }
+    if (add)
+        e->vteps[i].seen_ms = now;
+    e->last_vtep = i;
+    return i;
 }
 
 /* vxlan/vxvde: the frame (already behind its header at data, len bytes in all) to the
@@ -699,6 +734,27 @@ static int find_session(struct cable_engine *e, uint32_t index, int64_t now)
     return -1;
 }
 
+/* A CONTROL or UNKNOWN event may go to Python: at most EVENTS_PER_S a second, so a
+ * flood cannot crowd out the handshake for long nor keep Python busy. */
+static int event_budget(struct cable_engine *e, int64_t now)
+{
+    if (now - e->budget_at_ms >= 1000) {
+        e->budget_at_ms = now;
+        e->budget = EVENTS_PER_S;
+    }
+    if (e->budget <= 0)
+        return 0;
+    e->budget--;
+    return 1;
+}
+
+/* A handshake datagram as handshake.py builds them: type, version 1, exact length. */
+static int handshake_shaped(const uint8_t *d, uint32_t len)
+{
+    return len >= 2 && d[1] == 1
+           && ((d[0] == 1 && len == 54) || (d[0] == 2 && len == 50) || (d[0] == 5 && len == 30));
+}
+
 /* A sealed datagram in; returns the frame's length in out (0: nothing to deliver). */
 static uint32_t sealed_in(struct cable_engine *e, const uint8_t *d, uint32_t len,
                           const struct sockaddr_in *from, uint8_t *out, int64_t now)
@@ -710,8 +766,12 @@ static uint32_t sealed_in(struct cable_engine *e, const uint8_t *d, uint32_t len
     if (d[0] != CABLE_DATA) {
         struct cable_event ev = {.kind = CABLE_EV_CONTROL, .addr = from->sin_addr.s_addr,
                                  .port = ntohs(from->sin_port)};
-        if (len > sizeof ev.data) {
+        if (!handshake_shaped(d, len)) {
             e->stats.bad_header++;
+            return 0;
+        }
+        if (!event_budget(e, now)) {
+            e->stats.control_dropped++;
             return 0;
         }
         memcpy(ev.data, d, len);
@@ -728,8 +788,7 @@ static uint32_t sealed_in(struct cable_engine *e, const uint8_t *d, uint32_t len
     int k = find_session(e, index, now);
     if (k < 0) {
         e->stats.unknown_index++;
-        if (now - e->last_unknown_ms >= UNKNOWN_EVERY_MS) {
-            e->last_unknown_ms = now;
+        if (event_budget(e, now)) {     /* Python answers each address once a second */
             struct cable_event ev = {.kind = CABLE_EV_UNKNOWN, .index = index,
                                      .addr = from->sin_addr.s_addr,
                                      .port = ntohs(from->sin_port)};
@@ -797,7 +856,7 @@ static uint32_t vx_in(struct cable_engine *e, const uint8_t *d, uint32_t len,
     }
     uint16_t vtep_port = e->cfg.mode == CABLE_VXVDE ? port : e->cfg.udp_port;
     if (len == CABLE_VX_HEADER) {               /* vxvde: a peer leaves */
-        int idx = vtep_index(e, addr, vtep_port, 0);
+        int idx = vtep_index(e, addr, vtep_port, 0, now);
         if (idx >= 0)
             mt_flush_port(e->macs, idx);
         return 0;
@@ -809,7 +868,7 @@ static uint32_t vx_in(struct cable_engine *e, const uint8_t *d, uint32_t len,
     e->stats.last_auth_rx_ms = now;
     const uint8_t *src_mac = d + CABLE_VX_HEADER + 6;
     if (!(src_mac[0] & 1)) {
-        int idx = vtep_index(e, addr, vtep_port, 1);
+        int idx = vtep_index(e, addr, vtep_port, 1, now);
         if (idx >= 0) {
             int r = mt_learn(e->macs, src_mac, 0, idx, now);
             if (r == MT_NEW || r == MT_MOVED)
@@ -932,6 +991,14 @@ static void *run(void *arg)
         }
         if (p[0].revents)
             break;
+        int bad = 0;
+        for (int i = 0; i < n; i++)
+            bad |= p[i].revents & POLLNVAL;
+        if (bad) {                              /* an fd was closed under us */
+            e->stats.error = EBADF;
+            why = CABLE_FAILED;
+            break;
+        }
         if ((w >= 0 && p[w].revents) || (p[1].revents & (POLLHUP | POLLERR))) {
             why = CABLE_END_SWITCH;
             break;

@@ -83,6 +83,7 @@ struct cable_stats {
     uint64_t bad_header;        /* vxlan/vxvde: wrong flags or VNI; or an unknown type */
     uint64_t own;               /* vxvde: our own datagrams, back through multicast */
     uint64_t control;           /* datagrams handed to Python */
+    uint64_t control_dropped;   /* handshake-shaped datagrams over the rate (64 a second) */
     uint64_t keepalives_in, keepalives_out;
     uint64_t learned;           /* vxlan/vxvde: MACs learned or moved */
     int64_t last_auth_rx_ms;    /* monotonic ms of the last authentic datagram (0: none) */

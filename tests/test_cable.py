@@ -136,14 +136,40 @@ def sealed(a: Host, b: Host, tmp: Path, key_a: Path, key_b: Path | None = None) 
 
 # ------------------------------------------------------------------ sealed
 
+MARK = b"pyvde-cable-clear-text-marker-" * 8
+
+
+def underlay_carries(a: Host, b: Host, tmp: Path) -> bool:
+    """Whether MARK, sent over TCP from a's guest to b's guest, shows on the underlay."""
+    need_tool("tcpdump", "socat")
+    pcap = tmp / f"clear{time.monotonic_ns()}.pcap"
+    dump = a.ns.popen("tcpdump", "--immediate-mode", "-i", "u0", "-U", "-n", "-s", "0", "-w",
+                      str(pcap), "udp", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    a.cleanup(lambda: stop(dump, signal.SIGKILL))
+    wait_for(lambda: pcap.exists() and pcap.stat().st_size > 0, 10, what="tcpdump")
+    time.sleep(0.5)                         # its file is there a moment before it captures
+    sink = b.guest.popen("socat", "-u", f"TCP-LISTEN:5004,bind={b.guest_addr},reuseaddr",
+                         "OPEN:/dev/null", stderr=subprocess.DEVNULL)
+    a.cleanup(lambda: stop(sink, signal.SIGKILL))
+    wait_for(lambda: listening(b.guest, 5004), 10, what="socat listener")
+    src = tmp / "mark"
+    src.write_bytes(MARK * 100)
+    r = a.guest.exec("socat", "-u", f"OPEN:{src}", f"TCP:{b.guest_addr}:5004", check=False,
+                     timeout=30)
+    assert r.returncode == 0, r.stderr
+    time.sleep(0.3)
+    stop(dump)
+    return MARK[:40] in pcap.read_bytes()
+
+
 def test_sealed_cable_ping_and_tcp(two_hosts, sockdir):
     a, b = two_hosts()
     sealed(a, b, sockdir, key_file(sockdir))
     pings(a.guest, b.guest_addr)
     transfer(a, b, sockdir)
     transfer(b, a, sockdir)
-    # on the wire: only sealed datagrams (no guest payload in clear)
-    assert a.counter("keepalives out") >= 1 or a.counter("to the network") > 0
+    assert not underlay_carries(a, b, sockdir)        # the guests' bytes are not in clear
+    assert a.counter("keepalives out") >= 1
 
 
 def test_wrong_key_refused_nothing_delivered(two_hosts, sockdir):
@@ -167,7 +193,7 @@ def test_replayed_forged_and_truncated_datagrams(two_hosts, sockdir):
     sealed(a, b, sockdir, key_file(sockdir))
     pings(a.guest, b.guest_addr)
     pcap = sockdir / "u0.pcap"
-    dump = a.ns.popen("tcpdump", "-i", "u0", "-U", "-n", "-w", str(pcap),
+    dump = a.ns.popen("tcpdump", "--immediate-mode", "-i", "u0", "-U", "-n", "-w", str(pcap),
                       f"udp and dst host {b.underlay} and dst port {PORT}",
                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     a.cleanup(lambda: stop(dump, signal.SIGKILL))
@@ -210,11 +236,18 @@ def test_peer_restarts_on_another_address(two_hosts, sockdir):
                   f"{b.underlay}:{PORT}", "--key", str(key), "--keepalive", "1", log_dir=sockdir)
     pings(a.guest, b.guest_addr, timeout=20)
     assert "peer 192.168.77.11:7701;" in b.report()
-    # and the listener restarting: its peer (a connector) comes back by itself
-    stop(b.cable)
-    b.start_cable("--listen", f"{b.underlay}:{PORT}", "--key", str(key), "--keepalive", "1",
-                  log_dir=sockdir)
+    # and the listener restarting: its REKEY brings the connector back at once, well
+    # before the connector's silence rule (3 keepalives + 1 s = 10 s here) would
+    stop(a.cable)
+    a.start_cable("--listen", f"192.168.77.11:{PORT + 1}", "--connect",
+                  f"{b.underlay}:{PORT}", "--key", str(key), "--keepalive", "3", log_dir=sockdir)
     pings(a.guest, b.guest_addr, timeout=20)
+    stop(b.cable)
+    b.start_cable("--listen", f"{b.underlay}:{PORT}", "--key", str(key), "--keepalive", "3",
+                  log_dir=sockdir)
+    t0 = time.monotonic()
+    pings(a.guest, b.guest_addr, timeout=20)
+    assert time.monotonic() - t0 < 6, "no REKEY: the connector waited for its silence rule"
 
 
 # ------------------------------------------------------------------ plain, MTU
@@ -230,6 +263,7 @@ def test_plain_against_debian_vde_plug_udp(two_hosts, sockdir):
     a.cleanup(lambda: stop(theirs))
     pings(a.guest, b.guest_addr)
     transfer(b, a, sockdir, 1 << 20)
+    assert underlay_carries(a, b, sockdir)            # plain: in clear, as udp:// is
 
 
 def test_oversize_frames_dropped_with_a_hint(two_hosts, sockdir):
@@ -296,15 +330,21 @@ def test_vxlan_learning_across_three_hosts(netns, switches, sockdir, cleanup):
     need_tool("tcpdump")
     pcap = sockdir / "third.pcap"
     third = hosts[2].guest
-    dump = third.popen("tcpdump", "-i", "tap0", "-U", "-n", "-w", str(pcap), "icmp",
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    dump = third.popen("tcpdump", "--immediate-mode", "-i", "tap0", "-U", "-n", "-w", str(pcap),
+                       "icmp", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     cleanup(lambda: stop(dump, signal.SIGKILL))
     wait_for(lambda: pcap.exists() and pcap.stat().st_size > 0, 10, what="tcpdump")
+    time.sleep(0.5)
     r = hosts[0].guest.ping(hosts[1].guest_addr, count=20)
     assert r.returncode == 0 and " 0% packet loss" in r.stdout, r.stdout
+    # the capture works: pings to the third guest itself are seen there
+    assert hosts[0].guest.ping(hosts[2].guest_addr, count=2).returncode == 0
+    time.sleep(0.3)
     stop(dump)
-    from scapy.all import rdpcap
-    assert len(rdpcap(str(pcap))) == 0
+    from scapy.all import ICMP, IP, rdpcap
+    seen = [(p[IP].src, p[IP].dst) for p in rdpcap(str(pcap)) if ICMP in p]
+    assert (hosts[0].guest_addr, hosts[2].guest_addr) in seen, seen
+    assert all(hosts[2].guest_addr in pair for pair in seen), seen
     assert hosts[0].counter("learned") >= 1 and hosts[1].counter("learned") >= 1
     # and before learning, the third host did see the flood (the first ARP broadcast)
     assert hosts[2].counter("from it") >= 1

@@ -279,3 +279,11 @@ def test_a_key_of_the_wrong_length(data):
         read_key(data, 0o600)
     assert str(e.value) == (f"the key file holds {len(data)} bytes, not 32 (make one with:"
                             " pyvde-cable genkey FILE)")
+
+
+def test_at_most_32_peers():
+    peers = [x for i in range(33) for x in ("--peer", f"10.0.0.{i + 1}")]
+    with pytest.raises(CableUsageError) as e:
+        parse_args(["--vxlan", "5", *peers])
+    assert str(e.value) == "option --peer: at most 32 peers (use --group for more)"
+    assert len(parse_args(["--vxlan", "5", *peers[:64]]).peers) == 32

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import sys
 from dataclasses import dataclass
 
 from .._cable import ffi, lib
@@ -19,17 +20,18 @@ OVERHEAD = {"plain": 0, "sealed": lib.CABLE_HEADER + lib.CABLE_TAG,
             "vxlan": lib.CABLE_VX_HEADER, "vxvde": lib.CABLE_VX_HEADER}
 COUNTERS = ("to_net_frames", "to_net_bytes", "from_net_frames", "from_net_bytes",
             "oversize", "runts", "send_errors", "no_session", "truncated", "bad_tag",
-            "replayed", "unknown_index", "bad_header", "own", "control", "keepalives_in",
+            "replayed", "unknown_index", "bad_header", "own", "control", "control_dropped",
+            "keepalives_in",
             "keepalives_out", "learned", "last_auth_rx_ms", "last_tx_ms", "error")
 
 
 def _addr(a: str) -> int:
     """An IPv4 address as the engine wants it: network byte order in a uint32."""
-    return int.from_bytes(ipaddress.IPv4Address(a).packed, "little")
+    return int.from_bytes(ipaddress.IPv4Address(a).packed, sys.byteorder)
 
 
 def _text(a: int) -> str:
-    return str(ipaddress.IPv4Address(a.to_bytes(4, "little")))
+    return str(ipaddress.IPv4Address(a.to_bytes(4, sys.byteorder)))
 
 
 @dataclass(frozen=True)

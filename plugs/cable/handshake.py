@@ -25,12 +25,14 @@ log it). Handshake.datagram() never raises on what the network sends.
 Acceptance (the spec's rules):
 * HELLO: MAC; |timestamp - wall| <= 120 s ("stale timestamp"); timestamp greater than
   every HELLO timestamp accepted before ("replayed handshake"). The very HELLO answered
-  last, again from the same address, gets the same REPLY again (the REPLY was lost) and
-  changes nothing.
+  last, again, from any address, gets the same REPLY again, sent there (the REPLY was
+  lost, a NAT moved the initiator, or a copy raced the original) and changes nothing.
 * REPLY: MAC; receiver_index must be the outstanding HELLO's index; accepted once
   (afterwards, and on a side with no HELLO out: "unexpected REPLY").
 * REKEY: MAC; the same timestamp rules as HELLO (with its own greatest timestamp); an
-  initiator then starts a new handshake, at most one per second for REKEYs.
+  initiator then starts a new handshake, at most one per second for REKEYs, and only if
+  the REKEY names the index its DATA goes to (the peer lost that session): the peer
+  answers junk DATA of any index with a REKEY, so any other index is an attacker's.
 * Parse order: empty -> "truncated"; type not HELLO/REPLY/REKEY (DATA included) ->
   "unknown type"; version -> "bad version"; a length other than the type's (shorter or
   longer) -> "truncated"; then the MAC -> "bad MAC".
@@ -287,6 +289,7 @@ class Handshake:
         self._rx = float("-inf")                # last authentic packet received
         self._tx = float("-inf")                # last DATA sent
         self._rekey_acted = float("-inf")
+        self._peer_index: int | None = None     # the index our DATA goes to (current)
         self._answers: dict[object, float] = {}    # unknown_index(): addr -> when
 
     @property
@@ -378,7 +381,9 @@ class Handshake:
     def _on_hello(self, hello: Hello, data: bytes, addr: object, now: float,
                   wall: float) -> list:
         answered = self._answered
-        if answered is not None and answered.hello == data and answered.addr == addr:
+        if answered is not None and answered.hello == data:
+            # the REPLY was lost (or a copy raced the original from elsewhere): the same
+            # REPLY again, to wherever this copy came from; the session is unchanged
             return [SendDatagram(answered.reply, addr)]
         reason = _freshness(hello.timestamp, wall, self._seen_hello)
         if reason is not None:
@@ -392,6 +397,7 @@ class Handshake:
         key_i2r, key_r2i = derive_keys(self.psk, hello.nonce, nonce_r, hello.index, my_index)
         reply = build_reply(self.psk, my_index, hello.index, nonce_r)
         self._answered = _Answered(data, addr, reply)
+        self._peer_index = hello.index
         self._initiated_current = False
         self._session_at = now
         self._rx = max(self._rx, now)
@@ -406,6 +412,7 @@ class Handshake:
         key_i2r, key_r2i = derive_keys(self.psk, ours.nonce, reply.nonce, ours.index,
                                        reply.sender_index)
         self._has_current = self._initiated_current = True
+        self._peer_index = reply.sender_index
         self._session_at = now
         self._rx = max(self._rx, now)
         self._tx = now
@@ -417,7 +424,10 @@ class Handshake:
         if reason is not None:
             return [Refused(reason)]
         self._seen_rekey = rekey.timestamp
-        if (not self.initiator or self._addr is None
+        # Only a REKEY naming the index our DATA goes to means "I lost your session":
+        # the peer's engine reports only indexes it does not have, so a REKEY for any
+        # other (an attacker's junk DATA answered by the peer) must not cost a handshake.
+        if (not self.initiator or self._addr is None or rekey.unknown_index != self._peer_index
                 or now - self._rekey_acted < REKEY_INTERVAL):
             return []
         self._rekey_acted = now

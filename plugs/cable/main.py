@@ -28,7 +28,7 @@ IP_MTU_DISCOVER, IP_PMTUDISC_DO = 10, 2
 LOG_EVERY = 10.0                # seconds between log lines about one kind of refusal
 HINT_EVERY = 60.0               # seconds between oversize hints
 REPORTED = ("oversize", "send_errors", "truncated", "bad_tag", "replayed", "unknown_index",
-            "bad_header", "no_session")
+            "bad_header", "no_session", "control_dropped")
 
 
 class StartError(Exception):
@@ -135,13 +135,17 @@ class Cable:
                 self.note(e.reason)
 
     def note(self, reason: str, detail: str = "") -> None:
-        """Counts a refusal and logs it at most every LOG_EVERY seconds per reason."""
+        """Counts a refusal of the handshake and logs it (rate-limited)."""
         self.refused[reason] += 1
+        self.log_limited(reason, f"{reason}{f': {detail}' if detail else ''}"
+                                 f" ({self.refused[reason]} so far)")
+
+    def log_limited(self, key: str, text: str) -> None:
+        """Logs at most every LOG_EVERY seconds per key."""
         t = self.now()
-        if t - self.logged_at.get(reason, -LOG_EVERY) >= LOG_EVERY:
-            self.logged_at[reason] = t
-            log.warning("%s%s (%d so far)", reason, f": {detail}" if detail else "",
-                        self.refused[reason])
+        if t - self.logged_at.get(key, -LOG_EVERY) >= LOG_EVERY:
+            self.logged_at[key] = t
+            log.warning("%s", text)
 
     def stats_check(self) -> None:
         """Counters the engine keeps: a log line when one grew (rate-limited), and the
@@ -161,7 +165,7 @@ class Cable:
                                 " MTU of at most %d, or raise --path-mtu", grew, self.limit,
                                 self.opts.path_mtu, self.limit - 14)
             else:
-                self.note(k.replace("_", " "), f"{grew} more")
+                self.log_limited(k, f"dropped: {k.replace('_', ' ')} ({st[k]} so far)")
 
     def report(self) -> str:
         st = self.engine.stats()
@@ -210,6 +214,8 @@ class Cable:
             if now >= next_stats:
                 self.stats_check()
                 next_stats = now + 1.0
+                if self.engine.ended() != eng.RUNNING:     # in case its event was lost
+                    self.stop.set()
             deadline = next_stats
             if self.hs is not None and self.hs.next_deadline() is not None:
                 deadline = min(deadline, self.hs.next_deadline())
@@ -230,10 +236,12 @@ class Cable:
             nursery.start_soon(self.timers)
             if self.hs is not None and self.peer is not None:
                 self.apply(self.hs.start(self.now(), time.time(), self.peer))
-            self.engine.start()
-            await self.stop.wait()
-            nursery.cancel_scope.cancel()
-        self.engine.stop()
+            try:
+                self.engine.start()
+                await self.stop.wait()
+            finally:
+                nursery.cancel_scope.cancel()
+                self.engine.stop()              # before anything closes its fds
 
 
 def open_network(opts) -> tuple[list[socket.socket], int, int, tuple[str, int] | None]:
@@ -309,13 +317,20 @@ def main(argv: list[str] | None = None) -> int:
         elif pending:
             pending.write()
         pidfile = pending
-        trio.run(Cable(opts, engine, socks, hs, peer, limit).run)
+        try:
+            trio.run(Cable(opts, engine, socks, hs, peer, limit).run)
+        finally:
+            engine.stop()                       # joined before the sockets close
         return 0
     except (StartError, PlugError) as e:
         print(f"{PROG}: {e}", file=sys.stderr)
         return 1
     except OSError as e:
         print(f"{PROG}: {e.filename + ': ' if e.filename else ''}{e.strerror}", file=sys.stderr)
+        return 1
+    except BaseExceptionGroup as eg:        # trio's: the first real error, in one line
+        first = eg.exceptions[0]
+        print(f"{PROG}: {first}", file=sys.stderr)
         return 1
     finally:
         for s in socks:

@@ -33,6 +33,7 @@ KEY_SIZE = 32
 PATH_MTU_MIN, PATH_MTU_MAX = 576, 65535
 VNI_MAX = (1 << 24) - 1
 VXLAN_PORT, VXVDE_PORT = 4789, 14789
+MAX_PEERS = 32                  # --peer VTEPs (each flood is a datagram to every one)
 VXVDE_GROUP = "239.0.0.1"
 IPV4_UDP = 20 + 8
 OVERHEAD = {"plain": 0, "sealed": 13 + 16, "vxlan": 8, "vxvde": 8}
@@ -265,6 +266,9 @@ def _overlay(o: CableOptions, ns) -> None:
     else:
         o.vni = _number("--vxvde", ns.vxvde, 0, VNI_MAX, "a VNI")
         o.group, o.udp_port = VXVDE_GROUP, VXVDE_PORT
+    if len(ns.peer) > MAX_PEERS:
+        raise CableUsageError(f"option --peer: at most {MAX_PEERS} peers (use --group for"
+                              " more)")
     for peer in ns.peer:
         if peer in o.peers:
             raise CableUsageError(f"option --peer: '{peer}' is given twice")
