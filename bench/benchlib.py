@@ -21,3 +21,22 @@ def wait_for(what: str, ready: Callable[[], object], timeout: float = 5.0) -> No
     """As wait_until, but a timeout is an error: RuntimeError("timed out waiting for what")."""
     if not wait_until(ready, timeout):
         raise RuntimeError(f"timed out waiting for {what}")
+
+
+def add_trial_options(ap, quick_seconds: float) -> None:
+    """--trials, --duration and --quick, as every benchmark takes them."""
+    ap.add_argument("--trials", type=int, default=3,
+                    help="runs per figure; the median is reported (default 3)")
+    ap.add_argument("--duration", type=float, default=5.0,
+                    help="seconds per run (default 5)")
+    ap.add_argument("--quick", action="store_true",
+                    help=f"a smoke run: 1 run of {quick_seconds:g} s per figure")
+    ap.set_defaults(quick_seconds=quick_seconds)
+
+
+def parse_trial_options(ap, argv=None):
+    """ap.parse_args(), with --quick applied."""
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.trials, args.duration = 1, args.quick_seconds
+    return args

@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Self
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import wait_for, wait_until
+from benchlib import add_trial_options, parse_trial_options, wait_for, wait_until
 from switch_bench import (
     LOADGEN,
     Switch,
@@ -462,17 +462,13 @@ def report_tcp(tcp: dict, cpu: dict, notes: list[str]) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--trials", type=int, default=3)
-    ap.add_argument("--duration", type=float, default=5.0, help="seconds per trial")
-    ap.add_argument("--quick", action="store_true", help="1 trial of 3 s per figure")
+    add_trial_options(ap, 3.0)
     ap.add_argument("--only", choices=("tcp", "cable"), help="run only part A or part B")
     ap.add_argument("--mtu", type=int, action="append", choices=MTUS,
                     help="part A at this MTU only (repeatable)")
     ap.add_argument("--stack", action="append", choices=STACKS,
                     help="part A through this stack only (repeatable)")
-    args = ap.parse_args()
-    if args.quick:
-        args.trials, args.duration = 1, 3.0
+    args = parse_trial_options(ap)
     if os.geteuid() != 0:
         print("plug_bench: needs root (network namespaces, tap devices)", file=sys.stderr)
         return 2

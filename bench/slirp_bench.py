@@ -60,7 +60,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import wait_for
+from benchlib import add_trial_options, parse_trial_options, wait_for
 from plug_bench import Rig, Undo, ns_run, on_signal, run, stop_process, tap_attached
 from switch_bench import cpu_seconds
 
@@ -518,14 +518,10 @@ def report(args, routers: list[str], res: Results) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--trials", type=int, default=3)
-    ap.add_argument("--duration", type=float, default=5.0, help="seconds per figure")
-    ap.add_argument("--quick", action="store_true", help="1 trial of 2 s per figure")
+    add_trial_options(ap, 2.0)
     ap.add_argument("--only", action="append", choices=ROUTERS, metavar="NAME",
                     help=f"run only this router (repeatable): {', '.join(ROUTERS)}")
-    args = ap.parse_args()
-    if args.quick:
-        args.trials, args.duration = 1, 2.0
+    args = parse_trial_options(ap)
     if os.geteuid() != 0:
         print("slirp_bench: needs root (network namespaces, tap devices)", file=sys.stderr)
         return 2

@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import wait_for, wait_until
+from benchlib import add_trial_options, parse_trial_options, wait_for, wait_until
 
 HERE = Path(__file__).resolve().parent
 LOADGEN_SRC = HERE / "vde_loadgen.c"
@@ -192,13 +192,9 @@ SCENARIOS = [
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--trials", type=int, default=3)
-    ap.add_argument("--duration", type=float, default=5.0)
-    ap.add_argument("--quick", action="store_true", help="1 trial of 1 s per figure")
+    add_trial_options(ap, 1.0)
     ap.add_argument("--only", help="run only scenarios whose name contains this text")
-    args = ap.parse_args()
-    if args.quick:
-        args.trials, args.duration = 1, 1.0
+    args = parse_trial_options(ap)
     build_loadgen()
     work = Path(tempfile.mkdtemp(prefix="pvbench", dir="/tmp"))
     rows = []

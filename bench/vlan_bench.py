@@ -25,7 +25,8 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from switch_bench import Switch, build_loadgen, trial  # noqa: E402
+from benchlib import add_trial_options, parse_trial_options
+from switch_bench import Switch, build_loadgen, trial
 
 VLANS = tuple(f"vlan/create {v}" for v in range(10, 20))
 PORTS = ("port/create 1", "port/create 2")
@@ -67,12 +68,8 @@ def captured_share(answers) -> float:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--trials", type=int, default=3)
-    ap.add_argument("--duration", type=float, default=5.0)
-    ap.add_argument("--quick", action="store_true", help="1 trial of 1 s per figure")
-    args = ap.parse_args()
-    if args.quick:
-        args.trials, args.duration = 1, 1.0
+    add_trial_options(ap, 1.0)
+    args = parse_trial_options(ap)
     build_loadgen()
     work = Path(tempfile.mkdtemp(prefix="pvbench", dir="/tmp"))
     rows, capture_rows = [], []

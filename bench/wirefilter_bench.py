@@ -27,7 +27,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
-from benchlib import wait_for
+from benchlib import add_trial_options, parse_trial_options, wait_for
 from plug_bench import stop_process
 from switch_bench import LOADGEN, PYVDE_SWITCH, build_loadgen, parse_rate
 
@@ -152,12 +152,8 @@ def _drain(s, idle):
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--trials", type=int, default=3)
-    ap.add_argument("--duration", type=float, default=5.0)
-    ap.add_argument("--quick", action="store_true")
-    args = ap.parse_args()
-    if args.quick:
-        args.trials, args.duration = 1, 2.0
+    add_trial_options(ap, 2.0)
+    args = parse_trial_options(ap)
     build_loadgen()
     work = Path(tempfile.mkdtemp(prefix="pvwf", dir="/tmp"))
     try:

@@ -12,6 +12,8 @@ import socket
 import subprocess
 import sys
 
+from switchd.usage import usage_error
+
 from . import ends
 from .runner import Runner, maxframe_for
 from .vdeclient import PlugError, describe
@@ -39,7 +41,7 @@ def _maxframe(text: str) -> int:
 
 class Parser(argparse.ArgumentParser):
     def error(self, message: str):
-        self.exit(2, f"{self.prog}: {message}\nTry '{self.prog} --help' for more information.\n")
+        self.exit(2, usage_error(self.prog, message) + "\n")
 
 
 def parser() -> argparse.ArgumentParser:

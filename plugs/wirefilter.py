@@ -34,6 +34,7 @@ from switchd.console import (
 from switchd.daemon import PidFile, daemonize
 from switchd.listeners import StartupError
 from switchd.mgmt_socket import ConsoleHost, MgmtSocket, serve_stdin, stdin_usable
+from switchd.usage import answer_usage
 
 from . import ends, pump
 from ._wire import ffi, lib
@@ -513,11 +514,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         opts = parse_args(sys.argv[1:] if argv is None else argv)
     except WireUsageError as e:
-        if str(e) == "help":
-            sys.stdout.write(USAGE)
-            return 0
-        print(f"{PROG}: {e}\nTry '{PROG} --help' for more information.", file=sys.stderr)
-        return 2
+        return answer_usage(PROG, e, USAGE)
     if opts.left == "-" and opts.right == "-":
         print(f"{PROG}: only one side can be '-' (stdin/stdout)", file=sys.stderr)
         return 2

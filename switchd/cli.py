@@ -14,6 +14,7 @@ from . import options
 from .control_socket import StartupError
 from .daemon import PidFile, daemonize, hold_stop_signals, setup_logging
 from .switch import Switch
+from .usage import usage_error
 
 PROG = "pyvde-switch"
 log = logging.getLogger(PROG)
@@ -29,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         opts = options.parse(sys.argv[1:] if argv is None else argv)
     except options.UsageError as e:
-        print(f"{PROG}: {e}\nTry '{PROG} --help' for more information.", file=sys.stderr)
+        print(usage_error(PROG, str(e)), file=sys.stderr)
         return 1
     if opts.help:
         sys.stdout.write(options.USAGE)

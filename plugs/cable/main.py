@@ -16,6 +16,7 @@ from collections import Counter
 import trio
 
 from switchd.daemon import PidFile, daemonize, setup_logging
+from switchd.usage import answer_usage
 
 from ..vdeclient import PlugError, connect, describe
 from ..vnl import Vde, VnlError, default_switch, parse
@@ -272,11 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         opts = parse_args(sys.argv[1:] if argv is None else argv)
     except CableUsageError as e:
-        if str(e) == "help":
-            sys.stdout.write(USAGE)
-            return 0
-        print(f"{PROG}: {e}\nTry '{PROG} --help' for more information.", file=sys.stderr)
-        return 2
+        return answer_usage(PROG, e, USAGE)
     if opts.mode == "genkey":
         return genkey(opts.genkey)
     logging.basicConfig(format=f"{PROG}: %(message)s", level=logging.INFO)

@@ -27,6 +27,8 @@ import re
 from dataclasses import dataclass, field
 from ipaddress import AddressValueError, IPv4Address
 
+from ..getopt_values import glue_values
+
 PROG = "pyvde-cable"
 
 KEY_SIZE = 32
@@ -162,18 +164,7 @@ _TAKES_VALUE = frozenset((
 
 def _glue_values(argv: list[str]) -> list[str]:
     """An option's value may start with '-' (`-D -x-`, `-P -odd.pid`), as with getopt."""
-    out, i = [], 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg == "--":
-            return out + argv[i:]
-        if arg in _TAKES_VALUE and argv[i + 1:i + 2] and argv[i + 1].startswith("-"):
-            i += 1
-            out.append(f"{arg}={argv[i]}" if arg.startswith("--") else arg + argv[i])
-        else:
-            out.append(arg)
-        i += 1
-    return out
+    return glue_values(argv, _TAKES_VALUE)
 
 
 # option -> (its argparse dest, the modes it goes with, the error otherwise)

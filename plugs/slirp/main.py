@@ -16,6 +16,7 @@ import sys
 import trio
 
 from switchd.daemon import PidFile, daemonize
+from switchd.usage import answer_usage
 
 from .. import netns, tap
 from ..vdeclient import PlugError, connect, describe
@@ -63,11 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         opts = parse_args(sys.argv[1:] if argv is None else argv)
     except SlirpUsageError as e:
-        if str(e) == "help":
-            sys.stdout.write(USAGE)
-            return 0
-        print(f"{PROG}: {e}\nTry '{PROG} --help' for more information.", file=sys.stderr)
-        return 2
+        return answer_usage(PROG, e, USAGE)
     logging.basicConfig(format=f"{PROG}: %(message)s", level=logging.INFO)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     try:

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field
 from ipaddress import AddressValueError, IPv4Address
 
+from ..getopt_values import glue_values
 from .net import MTU_MAX, MTU_MIN, Network
 
 PROG = "pyvde-slirp"
@@ -138,20 +139,7 @@ def _getopt_spellings(argv: list[str]) -> list[str]:
     carries START (an optional argument: `--dhcp START` does not, START is then the
     switch); an option's value may start with '-' (`-L -1:...` is a bad forward, not a
     missing value)."""
-    out, i = [], 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg == "--":
-            return out + argv[i:]
-        if arg == "--dhcp":
-            out.append("-D")
-        elif arg in _TAKES_VALUE and argv[i + 1:i + 2] and argv[i + 1].startswith("-"):
-            i += 1
-            out.append(f"{arg}={argv[i]}" if arg.startswith("--") else arg + argv[i])
-        else:
-            out.append(arg)
-        i += 1
-    return out
+    return glue_values(argv, _TAKES_VALUE, alone={"--dhcp": "-D"})
 
 
 def parse_args(argv: list[str]) -> SlirpOptions:
