@@ -10,6 +10,7 @@ import socket
 import struct
 
 TUNSETIFF = 0x400454CA
+TUNSETOFFLOAD = 0x400454D0
 IFF_TAP = 0x0002
 IFF_NO_PI = 0x1000
 IFF_VNET_HDR = 0x4000
@@ -43,6 +44,14 @@ def open_tap(name: str, vnet: bool = True) -> int:
                16: "busy (another program has it open)",
                22: "exists and is not a tap"}.get(e.errno, e.strerror)
         raise TapError(f"tap {name}: {why}") from None
+    if vnet:
+        # No offloads towards us, whatever a previous user of a persistent tap (QEMU)
+        # asked for: frames read are whole and checksummed, the header says nothing.
+        try:
+            fcntl.ioctl(fd, TUNSETOFFLOAD, 0)
+        except OSError as e:
+            os.close(fd)
+            raise TapError(f"tap {name}: cannot turn its offloads off: {e.strerror}") from None
     return fd
 
 

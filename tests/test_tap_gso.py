@@ -6,8 +6,10 @@ The frames come from a raw VDE client while pyvde-plug2tap is stopped (SIGSTOP),
 it reads them in one batch when it goes on."""
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -94,3 +96,41 @@ def test_runs_are_merged_and_nothing_else(switch, netns, sockdir, cleanup):
     assert captured(ns, pcap) == want
     # the bad segment reached the namespace's TCP as it was, and was refused there
     assert in_csum_errors(ns) == errors_before + 1
+
+
+TUNSETIFF, TUNSETOFFLOAD = 0x400454CA, 0x400454D0
+IFF_TAP, IFF_NO_PI, IFF_VNET_HDR = 0x0002, 0x1000, 0x4000
+TUN_F_CSUM, TUN_F_TSO4 = 0x01, 0x02
+LEAVE_OFFLOADS = f"""
+import fcntl, os, struct
+fd = os.open("/dev/net/tun", os.O_RDWR)
+fcntl.ioctl(fd, {TUNSETIFF}, struct.pack("16sH22x", b"tap0", {IFF_TAP | IFF_NO_PI | IFF_VNET_HDR}))
+fcntl.ioctl(fd, {TUNSETOFFLOAD}, {TUN_F_CSUM | TUN_F_TSO4})
+"""
+
+
+def test_offloads_a_previous_user_left_on_a_persistent_tap_are_turned_off(
+        switch, netns, sockdir, cleanup):
+    """QEMU turns a tap's offloads on (checksum, TSO); a persistent tap keeps them. The
+    plug must turn them off, or the host's TCP hands it 64 KB segments with partial
+    checksums that no switch port can take: a transfer from that host would stall."""
+    need_tool("socat")
+    ns1, ns2 = netns(), netns()
+    ns1.exec("ip", "tuntap", "add", "dev", "tap0", "mode", "tap")
+    ns1.exec(sys.executable, "-c", LEAVE_OFFLOADS)
+    features = ns1.exec("cat", "/sys/class/net/tap0/features", check=False).stdout
+    plug2tap_in(ns1, switch.dir, "10.42.0.1/24", cleanup=cleanup)
+    plug2tap_in(ns2, switch.dir, "10.42.0.2/24", cleanup=cleanup)
+    wait_data_sockets(switch.dir, 2)
+    data = os.urandom(4 << 20)
+    src, dst = sockdir / "send.bin", sockdir / "recv.bin"
+    src.write_bytes(data)
+    sink = ns2.popen("socat", "-u", "TCP-LISTEN:5005,bind=10.42.0.2,reuseaddr",
+                     f"CREATE:{dst}", stderr=subprocess.PIPE)
+    cleanup(lambda: (sink.kill(), sink.wait()))
+    wait_for(lambda: ":5005 " in ns2.exec("ss", "-Hltn", check=False).stdout, 10,
+             what="socat listener")
+    r = ns1.exec("socat", "-u", f"OPEN:{src}", "TCP:10.42.0.2:5005", check=False, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert sink.wait(30) == 0
+    assert dst.read_bytes() == data, features
