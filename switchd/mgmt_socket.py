@@ -13,6 +13,7 @@ import math
 import os
 import sys
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -174,6 +175,58 @@ def stdin_usable() -> bool:
     return True
 
 
+class StdoutWriter:
+    """Standard output written by a thread of its own, so that a reader that stops reading
+    (a pipe nobody empties) never stalls the event loop: up to LIMIT bytes wait their
+    turn, in order; beyond that, output is dropped (counted, and logged once)."""
+
+    LIMIT = 1 << 20
+
+    def __init__(self, out):
+        self.out = out
+        self.queue: deque[bytes] = deque()
+        self.size = 0
+        self.dropped = 0
+        self.cv = threading.Condition()
+        threading.Thread(target=self._run, name="stdout-console", daemon=True).start()
+
+    def write(self, data: bytes) -> None:
+        with self.cv:
+            if self.size + len(data) > self.LIMIT:
+                if not self.dropped:
+                    log.warning("standard output is not being read: console output dropped")
+                self.dropped += len(data)
+                return
+            self.queue.append(data)
+            self.size += len(data)
+            self.cv.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self.cv:
+                while not self.queue:
+                    self.cv.wait()
+                data = self.queue.popleft()
+            try:
+                self.out.write(data)
+                self.out.flush()
+            except (OSError, ValueError):
+                pass                    # nobody there any more: what waits is dropped
+            with self.cv:
+                self.size -= len(data)
+                self.cv.notify_all()
+
+    def drain(self, timeout: float) -> None:
+        """Waits (at most `timeout` seconds) until everything queued is written."""
+        with self.cv:
+            self.cv.wait_for(lambda: self.size == 0, timeout)
+
+    async def drained(self, timeout: float = 2.0) -> None:
+        """drain() from trio, also while being cancelled (the last lines of a session)."""
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(self.drain, timeout)
+
+
 async def serve_stdin(host: ConsoleHost) -> None:
     """vde_switch's console on standard input (§4.4): no banner; the prompt only on a tty.
 
@@ -184,16 +237,8 @@ async def serve_stdin(host: ConsoleHost) -> None:
     """
     tty = os.isatty(0)
     session = ConsoleSession(host.commands, prompt=host.prompt if tty else b"", on_stdin=True)
-    out = sys.stdout.buffer
-
-    def deliver(event: bytes) -> None:
-        try:
-            out.write(event)
-            out.flush()
-        except OSError:
-            pass
-
-    session.deliver = deliver
+    out = StdoutWriter(sys.stdout.buffer)
+    session.deliver = out.write
     send, receive = trio.open_memory_channel(16)
     token = trio.lowlevel.current_trio_token()
 
@@ -213,7 +258,6 @@ async def serve_stdin(host: ConsoleHost) -> None:
     threading.Thread(target=reader, name="stdin-console", daemon=True).start()
     if tty:
         out.write(session.prompt.lstrip(b"\n"))
-        out.flush()
     host.audience.join(session)
     try:
         async with receive:
@@ -221,13 +265,14 @@ async def serve_stdin(host: ConsoleHost) -> None:
                 replies = session.receive(data) if data else session.end_of_input()
                 for reply in replies:
                     out.write(reply.text)
-                    out.flush()
                     if reply.action == "shutdown":
+                        await out.drained()
                         host.shutdown()
                 if not data:
                     break
     finally:
         host.audience.leave(session)
+        await out.drained()
     if tty:
         log.info("EOF on stdin, cleaning up and exiting")
         host.shutdown()

@@ -18,7 +18,7 @@ import pytest
 import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from vdetest import UnixTerm, frame, need_tool, wait_for
+from vdetest import PYVDE_SWITCH, Console, UnixTerm, frame, need_tool, wait_for
 
 from switchd.console import CommandTable
 from switchd.mgmt_socket import ConsoleHost, MgmtSocket
@@ -953,3 +953,25 @@ def test_console_survives_sigpipe_style_disconnects(switch):
     c = switch.console()
     assert c.raw("port/print 9") == block(status=fail(errno.ENXIO))
     assert switch.alive()
+
+
+def test_a_stdout_nobody_reads_does_not_stall_the_switch(sockdir):
+    """Console replies to stdin go to a pipe nobody empties: once it is full the switch
+    still answers its management socket (vde_switch would block in write())."""
+    d = sockdir / "sw"
+    mgmt = sockdir / "mgmt"
+    p = subprocess.Popen([PYVDE_SWITCH, "-s", str(d), "-M", str(mgmt)], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: mgmt.exists(), what="the mgmt socket")
+        p.stdin.write(b"help\n" * 400)              # about 1.5 MB of replies: the pipe fills
+        p.stdin.flush()
+        time.sleep(1.0)
+        c = Console(str(mgmt), timeout=5)              # its banner and prompt come at once
+        _, status = c.cmd("port/print")
+        assert status.startswith("1000"), status
+        c.close()
+        assert p.poll() is None
+    finally:
+        p.kill()
+        p.wait()
