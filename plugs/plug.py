@@ -110,21 +110,29 @@ def main(argv: list[str] | None = None) -> int:
         maxframe = maxframe_for(opened, args.maxframe)
         pidfile = runner.detach(args.daemon, args.pidfile)
     except (PlugError, OSError) as e:
-        return runner.fail(opened, e)
+        status = runner.fail(opened, e)         # closes the command's end of the stream
+        end_child(child, 0)
+        return status
 
     try:
         return runner.loop(opened[0], opened[1], maxframe, args.reconnect)
     finally:
         for o in opened:
             o.close()
-        if child is not None:
-            try:
-                child.wait(5)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
+        end_child(child, 5)
         if pidfile:
             pidfile.remove()
+
+
+def end_child(child: subprocess.Popen | None, grace: float) -> None:
+    """The `=` command, its stream closed: waited for `grace` seconds, then killed."""
+    if child is None:
+        return
+    try:
+        child.wait(grace)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
 
 
 if __name__ == "__main__":

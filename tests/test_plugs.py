@@ -830,3 +830,16 @@ def test_plug2tap_daemon_writes_and_removes_its_pid_file(switch, netns, sockdir,
     wait_ports(switch, 0)
     assert inactive(switch, 1)
     assert ns.exec("ip", "link", "show", "tap0", check=False).returncode != 0
+
+
+def test_the_command_does_not_outlive_a_failed_start(switch, sockdir):
+    """The `=` command has started when the pid file turns out to be taken: the plug says
+    so, and the command goes with it (it used to be left running)."""
+    pidfile = sockdir / "taken.pid"
+    pidfile.write_text("1\n")
+    marker = f"{os.getpid() % 1000 + 3000}.5"
+    r = run_plug("-p", str(pidfile), str(switch.dir), "=", "sleep", marker)
+    assert r.returncode == 1 and one_line(r) == f"{pidfile}: File exists", r.stderr
+    leftover = subprocess.run(["pgrep", "-f", f"^sleep {marker}$"], capture_output=True,
+                              text=True, check=False)
+    assert leftover.stdout == "", f"the command is still running: {leftover.stdout}"
