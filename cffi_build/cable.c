@@ -55,6 +55,7 @@
 #define MAX_VTEPS 1024
 #define MAX_LOCAL 32
 #define WINDOW 1024
+#define PREVIOUS_MS 10000       /* a replaced session still receives this long */
 #define EVENTS_PER_S 64         /* CONTROL and UNKNOWN events a second, at most */
 #define GSO_MAX_SEGS 64
 #define GSO_MAX_BYTES 65000     /* a UDP payload stays under 65507 */
@@ -62,29 +63,8 @@
 
 /* ------------------------------------------------------------------ pure parts */
 
-int cable_replay_check(struct cable_replay *r, uint64_t counter)
-{
-    if (counter >= r->top) {                     /* ahead: slide the window */
-        uint64_t shift = counter + 1 - r->top;
-        if (shift >= WINDOW) {
-            memset(r->bits, 0, sizeof r->bits);
-        } else {
-            for (uint64_t c = r->top; c <= counter; c++)
-                r->bits[(c % WINDOW) / 64] &= ~(1ull << (c % 64));
-        }
-        r->top = counter + 1;
-    } else if (r->top - counter > WINDOW) {
-        return -1;                               /* older than the window */
-    }
-    uint64_t *word = &r->bits[(counter % WINDOW) / 64];
-    uint64_t bit = 1ull << (counter % 64);
-    if (*word & bit)
-        return -1;
-    *word |= bit;
-    return 0;
-}
-
-/* Seen before, or too old: without marking (decryption comes first). */
+/* Seen before, or older than the window: checked without marking (decryption comes
+ * between the check and the mark). */
 static int replay_seen(const struct cable_replay *r, uint64_t counter)
 {
     if (counter >= r->top)
@@ -92,6 +72,28 @@ static int replay_seen(const struct cable_replay *r, uint64_t counter)
     if (r->top - counter > WINDOW)
         return 1;
     return (r->bits[(counter % WINDOW) / 64] >> (counter % 64)) & 1;
+}
+
+/* Marks a counter not seen: ahead of the window, the window slides to it first. */
+static void replay_mark(struct cable_replay *r, uint64_t counter)
+{
+    if (counter >= r->top) {
+        if (counter + 1 - r->top >= WINDOW)
+            memset(r->bits, 0, sizeof r->bits);
+        else
+            for (uint64_t c = r->top; c <= counter; c++)
+                r->bits[(c % WINDOW) / 64] &= ~(1ull << (c % 64));
+        r->top = counter + 1;
+    }
+    r->bits[(counter % WINDOW) / 64] |= 1ull << (counter % 64);
+}
+
+int cable_replay_check(struct cable_replay *r, uint64_t counter)
+{
+    if (replay_seen(r, counter))
+        return -1;
+    replay_mark(r, counter);
+    return 0;
 }
 
 static void put_le32(uint8_t *p, uint32_t v)
@@ -169,7 +171,7 @@ struct vtep {
 
 struct batch {
     struct mmsghdr msg[BATCH];
-    struct iovec iov[BATCH][2];
+    struct iovec iov[BATCH];
     struct sockaddr_in addr[BATCH];
     uint8_t ctrl[BATCH][CTRL_SPACE];   /* received: UDP_GRO's segment size */
     uint8_t *slots;             /* BATCH slots */
@@ -340,9 +342,18 @@ int cable_next_event(struct cable_engine *e, struct cable_event *out)
     return got;
 }
 
+/* The current session becomes the previous one, receiving until expires_ms. */
+static void retire_current(struct cable_engine *e, int64_t expires_ms)
+{
+    if (e->sess[CABLE_CURRENT].used) {
+        e->sess[CABLE_PREVIOUS] = e->sess[CABLE_CURRENT];
+        e->sess[CABLE_PREVIOUS].expires_ms = expires_ms;
+    }
+}
+
 int cable_install(struct cable_engine *e, int slot, uint32_t my_index, uint32_t peer_index,
                   const uint8_t *send_key, const uint8_t *recv_key, uint32_t addr,
-                  uint16_t port, uint32_t previous_ms)
+                  uint16_t port)
 {
     if (e->cfg.mode != CABLE_SEALED || (slot != CABLE_CURRENT && slot != CABLE_PENDING))
         return -1;
@@ -351,10 +362,7 @@ int cable_install(struct cable_engine *e, int slot, uint32_t my_index, uint32_t 
     memcpy(s.recv_key, recv_key, 32);
     pthread_mutex_lock(&e->lock);
     if (slot == CABLE_CURRENT) {
-        if (e->sess[CABLE_CURRENT].used) {
-            e->sess[CABLE_PREVIOUS] = e->sess[CABLE_CURRENT];
-            e->sess[CABLE_PREVIOUS].expires_ms = monotonic_ms() + previous_ms;
-        }
+        retire_current(e, monotonic_ms() + PREVIOUS_MS);
         e->peer_addr = addr;
         e->peer_port = port;
     }
@@ -412,9 +420,9 @@ void cable_get_stats(struct cable_engine *e, struct cable_stats *out)
 static int read_batch(int fd, struct batch *b, int with_addr)
 {
     for (int i = 0; i < BATCH; i++) {
-        b->iov[i][0] = (struct iovec){b->slots + (size_t)i * b->slot, b->slot};
+        b->iov[i] = (struct iovec){b->slots + (size_t)i * b->slot, b->slot};
         memset(&b->msg[i].msg_hdr, 0, sizeof b->msg[i].msg_hdr);
-        b->msg[i].msg_hdr.msg_iov = b->iov[i];
+        b->msg[i].msg_hdr.msg_iov = &b->iov[i];
         b->msg[i].msg_hdr.msg_iovlen = 1;
         if (with_addr) {
             b->msg[i].msg_hdr.msg_name = &b->addr[i];
@@ -436,9 +444,9 @@ static void out_entry(struct batch *b, const uint8_t *data, size_t len,
                       const struct sockaddr_in *to)
 {
     int i = b->n++;
-    b->iov[i][0] = (struct iovec){(void *)data, len};
+    b->iov[i] = (struct iovec){(void *)data, len};
     memset(&b->msg[i].msg_hdr, 0, sizeof b->msg[i].msg_hdr);
-    b->msg[i].msg_hdr.msg_iov = b->iov[i];
+    b->msg[i].msg_hdr.msg_iov = &b->iov[i];
     b->msg[i].msg_hdr.msg_iovlen = 1;
     if (to) {
         b->addr[i] = *to;
@@ -455,18 +463,18 @@ static int gso_group(struct batch *b, struct mmsghdr *m, struct iovec *v,
 {
     int nm = 0, i = 0;
     while (i < b->n) {
-        size_t size = b->iov[i][0].iov_len, total = size;
+        size_t size = b->iov[i].iov_len, total = size;
         int j = i + 1;
         while (j < b->n && j - i < GSO_MAX_SEGS
-               && b->iov[j][0].iov_len <= size && total + b->iov[j][0].iov_len <= GSO_MAX_BYTES
-               && b->iov[j - 1][0].iov_len == size
+               && b->iov[j].iov_len <= size && total + b->iov[j].iov_len <= GSO_MAX_BYTES
+               && b->iov[j - 1].iov_len == size
                && b->addr[j].sin_addr.s_addr == b->addr[i].sin_addr.s_addr
                && b->addr[j].sin_port == b->addr[i].sin_port)
-            total += b->iov[j++][0].iov_len;
+            total += b->iov[j++].iov_len;
         memset(&m[nm], 0, sizeof m[nm]);
         struct msghdr *h = &m[nm].msg_hdr;
         for (int k = i; k < j; k++)
-            v[k] = b->iov[k][0];
+            v[k] = b->iov[k];
         h->msg_iov = &v[i];
         h->msg_iovlen = (size_t)(j - i);
         h->msg_name = b->msg[i].msg_hdr.msg_name;
@@ -488,8 +496,6 @@ static int gso_group(struct batch *b, struct mmsghdr *m, struct iovec *v,
     return nm;
 }
 
-/* Sends a batch to the network with UDP_SEGMENT; 0, or -1 to fall back to flush_batch
- * (the kernel refused segmentation: it is not used again). */
 /* What a flush delivered or lost, added to the stats under the lock at its end. */
 struct tally {
     uint64_t frames, bytes, errors;
@@ -516,9 +522,9 @@ static void batch_shift(struct batch *b, int from)
 {
     memmove(b->msg, b->msg + from, sizeof b->msg[0] * (size_t)(b->n - from));
     for (int i = 0; i < b->n - from; i++) {
-        b->iov[i][0] = b->iov[from + i][0];
+        b->iov[i] = b->iov[from + i];
         b->addr[i] = b->addr[from + i];
-        b->msg[i].msg_hdr.msg_iov = b->iov[i];
+        b->msg[i].msg_hdr.msg_iov = &b->iov[i];
         if (b->msg[i].msg_hdr.msg_name)
             b->msg[i].msg_hdr.msg_name = &b->addr[i];
     }
@@ -553,7 +559,7 @@ static void flush_gso(struct cable_engine *e, struct batch *b, struct tally *t)
         for (int k = done; k < done + r; k++)
             for (int i = first[k]; i < first[k + 1]; i++) {
                 t->frames++;
-                t->bytes += b->iov[i][0].iov_len;
+                t->bytes += b->iov[i].iov_len;
             }
         done += r;
     }
@@ -807,13 +813,10 @@ static uint32_t sealed_in(struct cable_engine *e, const uint8_t *d, uint32_t len
         e->stats.bad_tag++;
         return 0;
     }
-    cable_replay_check(&s->replay, counter);
+    replay_mark(&s->replay, counter);
     e->stats.last_auth_rx_ms = now;
     if (k == CABLE_PENDING) {                   /* confirmed: it becomes current */
-        if (e->sess[CABLE_CURRENT].used) {
-            e->sess[CABLE_PREVIOUS] = e->sess[CABLE_CURRENT];
-            e->sess[CABLE_PREVIOUS].expires_ms = now + 10000;
-        }
+        retire_current(e, now + PREVIOUS_MS);
         e->sess[CABLE_CURRENT] = *s;
         memset(s, 0, sizeof *s);
         s = &e->sess[CABLE_CURRENT];
@@ -1019,7 +1022,7 @@ static void *run(void *arg)
             if (fds[k] < 0 || !(p[fds[k]].revents & POLLIN))
                 continue;
             int r = read_batch(net_fd[k], &e->from_net, 1);
-            if (r < 0 && r != -EMSGSIZE) {
+            if (r < 0) {
                 e->stats.error = -r;
                 why = CABLE_FAILED;
                 goto out;

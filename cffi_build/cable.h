@@ -116,11 +116,11 @@ int cable_event_fd(struct cable_engine *e);
 int cable_next_event(struct cable_engine *e, struct cable_event *out);
 
 /* Sealed mode: installs a session in a slot (CURRENT, PENDING), keys 32 bytes each,
- * with where the peer is. Installing CURRENT moves the old one to PREVIOUS for
- * previous_ms. Returns 0, or -1 (bad slot or mode). */
+ * with where the peer is. Installing CURRENT (as promoting PENDING does) moves the old
+ * one to PREVIOUS for 10 s. Returns 0, or -1 (bad slot or mode). */
 int cable_install(struct cable_engine *e, int slot, uint32_t my_index, uint32_t peer_index,
                   const uint8_t *send_key, const uint8_t *recv_key, uint32_t addr,
-                  uint16_t port, uint32_t previous_ms);
+                  uint16_t port);
 /* Sealed mode: sends an empty DATA (a keepalive) now. 0, or -1 without a session. */
 int cable_keepalive(struct cable_engine *e);
 /* Sends a datagram (a handshake) from the engine's socket. 0 or -errno. */

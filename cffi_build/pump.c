@@ -263,11 +263,7 @@ static int write_tap_once(struct dir *d, int merge)
         lens[0] = d->len[i];
         m = 1;
     }
-    struct tap_gso g;
-    struct iovec v[TAP_GSO_IOV_MAX];
-    tap_gso_plan(frames, lens, m, 0, &g);
-    ssize_t r = writev(d->dst->wfd, v, tap_gso_iov(&g, frames, lens, v));
-    return r < 0 ? -errno : (int)g.count;
+    return tap_gso_write(d->dst->wfd, frames, lens, m, 0);
 }
 
 static int write_tap(struct dir *d)

@@ -45,8 +45,6 @@ static int send_dgram(int fd, const uint8_t *buf, const uint32_t *lens, int n)
 static int send_tap(int fd, const uint8_t *buf, const uint32_t *lens, int n, int partial)
 {
     const uint8_t *frames[BATCH];
-    struct iovec v[TAP_GSO_IOV_MAX];
-    struct tap_gso g;
     int done = 0;
     size_t off = 0;
     while (done < n) {
@@ -56,16 +54,17 @@ static int send_tap(int fd, const uint8_t *buf, const uint32_t *lens, int n, int
             frames[m] = buf + o;
             o += lens[done + m];
         }
-        tap_gso_plan(frames, lens + done, (uint32_t)m, partial, &g);
-        ssize_t r = writev(fd, v, tap_gso_iov(&g, frames, lens + done, v));
-        if (r < 0 && errno == EINTR)
+        int r = tap_gso_write(fd, frames, lens + done, (uint32_t)m, partial);
+        if (r == -EINTR)
             continue;
-        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        if (r == -EAGAIN || r == -EWOULDBLOCK)
             return done;
-        /* written, or refused for good (EIO: the interface is down): either way gone */
-        for (uint32_t j = 0; j < g.count; j++)
+        /* written, or refused for good (EIO: the interface is down): either way gone
+         * (a refused write took the frame it was planned with, at least) */
+        int took = r > 0 ? r : 1;
+        for (int j = 0; j < took; j++)
             off += lens[done + j];
-        done += (int)g.count;
+        done += took;
     }
     return done;
 }

@@ -13,7 +13,10 @@
 #include "tap_gso.h"
 #include "inet_csum.h"
 
+#include <errno.h>
 #include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 #define ETH 14
 #define IP4 20
@@ -171,8 +174,10 @@ void tap_gso_plan(const uint8_t *const *frames, const uint32_t *lens, uint32_t n
     g->count = k;
 }
 
-int tap_gso_iov(const struct tap_gso *g, const uint8_t *const *frames,
-                const uint32_t *lens, struct iovec *v)
+/* The iovec of the planned write: the vnet header, then the frame, or the merged head
+ * and every frame's payload. Returns the count. */
+static int plan_iov(const struct tap_gso *g, const uint8_t *const *frames,
+                    const uint32_t *lens, struct iovec *v)
 {
     int k = 0;
     v[k++] = (struct iovec){(void *)g->vnet, sizeof g->vnet};
@@ -184,4 +189,14 @@ int tap_gso_iov(const struct tap_gso *g, const uint8_t *const *frames,
     for (uint32_t j = 0; j < g->count; j++)
         v[k++] = (struct iovec){(void *)(frames[j] + g->head_len), lens[j] - g->head_len};
     return k;
+}
+
+int tap_gso_write(int fd, const uint8_t *const *frames, const uint32_t *lens, uint32_t n,
+                  int partial)
+{
+    struct tap_gso g;
+    struct iovec v[TAP_GSO_MAX_RUN + 2];
+    tap_gso_plan(frames, lens, n, partial, &g);
+    ssize_t r = writev(fd, v, plan_iov(&g, frames, lens, v));
+    return r < 0 ? -errno : (int)g.count;
 }

@@ -15,7 +15,6 @@
 #define PYVDE_TAP_GSO_H
 
 #include <stdint.h>
-#include <sys/uio.h>
 
 #define TAP_VNET_HDR_LEN 10     /* struct virtio_net_hdr, the tap's default */
 #define TAP_GSO_HEAD_MAX 134    /* Ethernet + IPv4 (20) + TCP with options (60) */
@@ -39,10 +38,9 @@ struct tap_gso {
 void tap_gso_plan(const uint8_t *const *frames, const uint32_t *lens, uint32_t n,
                   int partial, struct tap_gso *g);
 
-/* The iovec of the planned write (at most TAP_GSO_IOV_MAX entries): the vnet header,
- * then the frame, or the merged head and every frame's payload. Returns the count. */
-#define TAP_GSO_IOV_MAX (TAP_GSO_MAX_RUN + 2)
-int tap_gso_iov(const struct tap_gso *g, const uint8_t *const *frames,
-                const uint32_t *lens, struct iovec *v);
+/* One write to the tap fd: the run tap_gso_plan() makes of frames[0..n), as one writev.
+ * Returns how many frames it took (>= 1), or -errno. */
+int tap_gso_write(int fd, const uint8_t *const *frames, const uint32_t *lens, uint32_t n,
+                  int partial);
 
 #endif

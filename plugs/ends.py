@@ -120,15 +120,30 @@ def open_null() -> Opened:
     return Opened(pump.End(pump.NULL, -1, -1, name="null"))
 
 
-def open_vnl(text: str, description: str, group=None, mode=None, port=None,
-             mtu: int | None = None, up: bool = False) -> Opened:
+def parse_vnl(text: str, port: int | None = None) -> vnl.Vnl:
+    """The VNL `text` names (PlugError if it names none), with `port` (-p) applied to a
+    switch's."""
     try:
         v = vnl.parse(text)
     except vnl.VnlError as e:
         raise PlugError(str(e)) from None
+    if isinstance(v, vnl.Vde) and port is not None:
+        v = vnl.Vde(v.path, port, v.group, v.mode)
+    return v
+
+
+def switch_vnl(text: str, port: int | None = None) -> vnl.Vde:
+    """parse_vnl() for a program that joins only switches."""
+    v = parse_vnl(text, port)
+    if not isinstance(v, vnl.Vde):
+        raise PlugError(f"'{text}' is not a switch")
+    return v
+
+
+def open_vnl(text: str, description: str, group=None, mode=None, port=None,
+             mtu: int | None = None, up: bool = False) -> Opened:
+    v = parse_vnl(text, port)
     if isinstance(v, vnl.Vde):
-        if port is not None:
-            v = vnl.Vde(v.path, port, v.group, v.mode)
         return open_vde(v, description, group, mode)
     if isinstance(v, vnl.Tap):
         return open_tap(v, mtu, up)

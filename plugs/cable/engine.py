@@ -93,9 +93,9 @@ class Engine:
         return out
 
     def install(self, slot: int, my_index: int, peer_index: int, send_key: bytes,
-                recv_key: bytes, addr: tuple[str, int], previous_ms: int = 10000) -> None:
+                recv_key: bytes, addr: tuple[str, int]) -> None:
         if lib.cable_install(self._e, slot, my_index, peer_index, send_key, recv_key,
-                             _addr(addr[0]), addr[1], previous_ms) < 0:
+                             _addr(addr[0]), addr[1]) < 0:
             raise ValueError("cannot install a session here")
 
     def keepalive(self) -> bool:

@@ -18,8 +18,8 @@ import trio
 from switchd.daemon import PidFile, daemonize, setup_logging
 from switchd.usage import answer_usage
 
+from ..ends import switch_vnl
 from ..vdeclient import PlugError, connect, describe
-from ..vnl import Vde, VnlError, default_switch, parse
 from . import engine as eng
 from .handshake import Handshake, InstallSession, Refused, SendDatagram, SendKeepalive
 from .options import PROG, USAGE, CableUsageError, max_frame, parse_args, read_key
@@ -106,9 +106,9 @@ def genkey(path: str) -> int:
 # ------------------------------------------------------------------ the shell
 
 class Cable:
-    def __init__(self, opts, engine: eng.Engine, socks: list[socket.socket],
-                 handshake: Handshake | None, peer: tuple[str, int] | None, limit: int):
-        self.opts, self.engine, self.socks = opts, engine, socks
+    def __init__(self, opts, engine: eng.Engine, handshake: Handshake | None,
+                 peer: tuple[str, int] | None, limit: int):
+        self.opts, self.engine = opts, engine
         self.hs, self.peer, self.limit = handshake, peer, limit
         self.refused: Counter[str] = Counter()
         self.logged_at: dict[str, float] = {}
@@ -124,7 +124,8 @@ class Cable:
             if isinstance(e, SendDatagram):
                 err = self.engine.send_raw(e.data, e.addr)
                 if err:
-                    self.note("handshake not sent", f"{e.addr[0]}:{e.addr[1]}: {os.strerror(err)}")
+                    self.log_limited("send", f"handshake not sent to {e.addr[0]}:{e.addr[1]}:"
+                                             f" {os.strerror(err)}")
             elif isinstance(e, InstallSession):
                 slot = eng.CURRENT if e.slot == "current" else eng.PENDING
                 self.engine.install(slot, e.my_index, e.peer_index, e.send_key, e.recv_key,
@@ -217,9 +218,8 @@ class Cable:
                 next_stats = now + 1.0
                 if self.engine.ended() != eng.RUNNING:     # in case its event was lost
                     self.stop.set()
-            deadline = next_stats
-            if self.hs is not None and self.hs.next_deadline() is not None:
-                deadline = min(deadline, self.hs.next_deadline())
+            due = self.hs.next_deadline() if self.hs is not None else None
+            deadline = next_stats if due is None else min(next_stats, due)
             await trio.sleep(max(0.01, min(deadline - self.now(), 1.0)))
 
     async def run(self) -> None:
@@ -237,12 +237,9 @@ class Cable:
             nursery.start_soon(self.timers)
             if self.hs is not None and self.peer is not None:
                 self.apply(self.hs.start(self.now(), time.time(), self.peer))
-            try:
-                self.engine.start()
-                await self.stop.wait()
-            finally:
-                nursery.cancel_scope.cancel()
-                self.engine.stop()              # before anything closes its fds
+            self.engine.start()
+            await self.stop.wait()
+            nursery.cancel_scope.cancel()
 
 
 def open_network(opts) -> tuple[list[socket.socket], int, int, tuple[str, int] | None]:
@@ -284,15 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         key = load_key(opts.key_file) if opts.mode == "sealed" else None
         socks, udp_fd, mcast_fd, peer = open_network(opts)
-        try:
-            vnl = parse(opts.sock) if opts.sock else Vde(default_switch())
-        except VnlError as e:
-            raise StartError(f"-s {opts.sock}: {e}") from None
-        if not isinstance(vnl, Vde):
-            raise StartError(f"-s {opts.sock}: not a switch")
-        if opts.port is not None:
-            vnl = Vde(vnl.path, opts.port)
-        conn = connect(vnl, describe(opts.descr or f"{PROG}:"))
+        conn = connect(switch_vnl(opts.sock or "", opts.port), describe(opts.descr))
         limit = max_frame(opts.mode, opts.path_mtu)
         engine = eng.Engine(opts.mode, conn.data.fileno(), udp_fd, limit,
                             watch_fd=conn.ctl.fileno(), mcast_fd=mcast_fd,
@@ -307,15 +296,14 @@ def main(argv: list[str] | None = None) -> int:
             where = ", ".join(f"{s.getsockname()[0] or '*'}:{s.getsockname()[1]}" for s in socks)
             log.info("%s cable on UDP %s%s, frames up to %d bytes", opts.mode, where,
                      f" to {peer[0]}:{peer[1]}" if peer else "", limit)
-        pending = PidFile(os.path.abspath(opts.pidfile)) if opts.pidfile else None
+        pidfile = PidFile(os.path.abspath(opts.pidfile)) if opts.pidfile else None
         if opts.daemon:
-            daemonize(pending)              # the pid file is whole before the command returns
+            daemonize(pidfile)              # the pid file is whole before the command returns
             setup_logging(True, PROG)       # syslog, as the switch's daemon
-        elif pending:
-            pending.write()
-        pidfile = pending
+        elif pidfile:
+            pidfile.write()
         try:
-            trio.run(Cable(opts, engine, socks, hs, peer, limit).run)
+            trio.run(Cable(opts, engine, hs, peer, limit).run)
         finally:
             engine.stop()                       # joined before the sockets close
         return 0

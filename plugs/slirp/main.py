@@ -89,12 +89,11 @@ def main(argv: list[str] | None = None) -> int:
         if not opts.quiet:
             sys.stderr.write(banner(opts, net))
         pidfile_path = os.path.abspath(opts.pidfile) if opts.pidfile else None
-        pending = PidFile(pidfile_path) if pidfile_path else None
+        pidfile = PidFile(pidfile_path) if pidfile_path else None   # removed only if written
         if opts.daemon:
-            daemonize(pending)              # the pid file is whole before the command returns
-        elif pending:
-            pending.write()
-        pidfile = pending
+            daemonize(pidfile)              # the pid file is whole before the command returns
+        elif pidfile:
+            pidfile.write()
         trio.run(serve, router)
         return 0
     except (PlugError, netns.NetnsError, tap.TapError) as e:
